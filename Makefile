@@ -1,0 +1,30 @@
+# Two commands on a fresh machine with python3 and make: `make run`, `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+CODE   := asgi_llm middlewares
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/asgi-llm --config examples/config.yaml --port $${PORT:-4000}
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(CODE) tests examples bench
+	$(VENV)/bin/mypy --strict $(CODE)
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

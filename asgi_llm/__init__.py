@@ -1,0 +1,40 @@
+"""asgi-llm: an OpenAI-compatible LLM gateway built from small pure-ASGI layers.
+
+The mechanism lives here (context, ingestion, errors, the terminal app, config);
+policy lives in the ``middlewares`` package, built only on the names exported below.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from asgi_llm.auth_types import UserAPIKeyAuth
+from asgi_llm.config import Config, ConfigError, load_config, parse_config
+from asgi_llm.context import CONTEXT_KEY, RequestContext, get_context, replay_receive, set_context
+from asgi_llm.error_layer import Errors
+from asgi_llm.errors import GatewayError, send_json_error, to_gateway_error
+from asgi_llm.ingest import Ingest
+from asgi_llm.replay import Replay
+from asgi_llm.router import Deployment, Router
+from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
+from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
+from asgi_llm.upstream import UpstreamApp
+
+if TYPE_CHECKING:
+    from asgi_llm.gateway import Gateway, create_app
+
+__all__ = [
+    "CONTEXT_KEY", "LLM_ROUTES", "ASGIApp", "Config", "ConfigError", "Deployment", "Errors", "Gateway",
+    "GatewayError", "Ingest", "Message", "Receive", "Replay", "RequestContext", "Route", "Router", "Scope",
+    "Send", "UpstreamApp", "UserAPIKeyAuth", "create_app", "get_context", "load_config", "local_path",
+    "match_route", "parse_config", "replay_receive", "send_json_error", "set_context", "to_gateway_error",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The assembly imports `middlewares`, which imports this package: load it on first use.
+    if name in ("Gateway", "create_app"):
+        from asgi_llm import gateway
+
+        return getattr(gateway, name)
+    raise AttributeError(name)

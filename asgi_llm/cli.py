@@ -1,0 +1,53 @@
+"""``asgi-llm --config FILE``: check the config, then serve it with uvicorn.
+
+A config that cannot run stops start-up with one line (``asgi-llm: config error:
+...``) and exit status 2, never a traceback. Workers load the config through
+``asgi_llm.gateway:app_from_env``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import uvicorn
+
+from asgi_llm.config import ConfigError, load_config
+from asgi_llm.gateway import CONFIG_ENV
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="asgi-llm", description="OpenAI-compatible LLM gateway.")
+    parser.add_argument("--config", required=True, help="LiteLLM-shaped YAML config file")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    try:
+        config, unsupported = load_config(args.config)
+    except ConfigError as exc:
+        print(f"asgi-llm: config error: {exc}", file=sys.stderr)
+        return 2
+    if unsupported:
+        logging.getLogger("asgi_llm").warning(
+            "config keys not supported by asgi-llm, ignored: %s", ", ".join(unsupported))
+    os.environ[CONFIG_ENV] = config.path or os.path.abspath(args.config)
+    logging.getLogger("asgi_llm").info("serving %d model(s) on http://%s:%d",
+                                       len(config.model_list), args.host, args.port)
+    uvicorn.run("asgi_llm.gateway:app_from_env", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level=args.log_level, access_log=args.access_log,
+                loop="auto", http="auto", timeout_graceful_shutdown=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""LiteLLM-shaped YAML config: load, resolve ``os.environ/NAME``, validate, warn.
+
+``load_config`` returns a typed ``Config`` or raises ``ConfigError`` whose message is
+one line naming the key and the problem. Keys we do not support are collected by
+``unsupported_keys`` so start-up can list them in one warning instead of dropping
+them silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+PROVIDERS = ("mock", "openai")
+
+
+class ConfigError(Exception):
+    """A config that cannot run; ``str()`` is one line for the operator."""
+
+
+class LiteLLMParams(msgspec.Struct, kw_only=True):
+    model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    max_retries: int | None = None
+    mock_response: str | None = None
+
+
+class ModelEntry(msgspec.Struct, kw_only=True):
+    model_name: str
+    litellm_params: LiteLLMParams
+    model_info: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class LiteLLMSettings(msgspec.Struct, kw_only=True):
+    request_timeout: float = 600.0  # LLM answers are slow: LiteLLM's default total timeout
+    stream_timeout: float | None = None  # longest silence inside a stream; None: request_timeout
+    num_retries: int = 0
+
+
+class UpstreamSettings(msgspec.Struct, kw_only=True):
+    """Our own knobs for the shared upstream connection pool (not a LiteLLM section)."""
+
+    max_connections: int = 1000
+    max_connections_per_host: int = 0  # 0: no per-host cap below max_connections
+    connect_timeout: float = 10.0
+    keepalive_timeout: float = 30.0
+    retry_backoff: float = 0.5  # first retry's wait in seconds, doubled per attempt
+    max_retry_wait: float = 30.0  # cap on any wait, Retry-After included
+
+
+class GeneralSettings(msgspec.Struct, kw_only=True):
+    master_key: str | None = None
+    max_request_size_mb: float = 32.0
+    upstream: UpstreamSettings = msgspec.field(default_factory=UpstreamSettings)
+
+
+class Config(msgspec.Struct, kw_only=True):
+    model_list: list[ModelEntry] = msgspec.field(default_factory=list)
+    litellm_settings: LiteLLMSettings = msgspec.field(default_factory=LiteLLMSettings)
+    general_settings: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
+    path: str | None = None  # where it was loaded from, for paths relative to it
+
+
+_ENV = "os.environ/"
+_AT = re.compile(r" - at `\$\.?(.*)`$")
+
+
+def _resolve_env(node: Any, path: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_env(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_env(v, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith(_ENV):
+        name = node[len(_ENV) :]
+        if name not in os.environ:
+            raise ConfigError(f"`{path}`: environment variable {name} is not set")
+        return os.environ[name]
+    return node
+
+
+def _walk_unknown(raw: Any, info: msgspec.inspect.Type, path: str, out: list[str]) -> None:
+    if isinstance(info, msgspec.inspect.StructType) and isinstance(raw, dict):
+        fields = {f.encode_name: f.type for f in info.fields}
+        for key, value in raw.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in fields:
+                out.append(where)
+            else:
+                _walk_unknown(value, fields[key], where, out)
+    elif isinstance(info, msgspec.inspect.ListType) and isinstance(raw, list):
+        for i, item in enumerate(raw):
+            _walk_unknown(item, info.item_type, f"{path}[{i}]", out)
+
+
+def unsupported_keys(raw: dict[str, Any]) -> list[str]:
+    """Every key in ``raw`` that the ``Config`` schema does not know, as a dotted path."""
+    out: list[str] = []
+    _walk_unknown(raw, msgspec.inspect.type_info(Config), "", out)
+    return out
+
+
+def _check(config: Config) -> None:
+    if not config.model_list:
+        raise ConfigError("`model_list`: no models configured")
+    for i, entry in enumerate(config.model_list):
+        where = f"model_list[{i}]"
+        if not entry.model_name:
+            raise ConfigError(f"`{where}.model_name`: must not be empty")
+        provider, _, name = entry.litellm_params.model.partition("/")
+        if provider not in PROVIDERS or not name:
+            raise ConfigError(
+                f"`{where}.litellm_params.model`: unknown provider in {entry.litellm_params.model!r}; "
+                f"expected 'provider/model' with provider one of: {', '.join(PROVIDERS)}"
+            )
+        base = entry.litellm_params.api_base
+        if base is not None and not base.startswith(("http://", "https://")):
+            raise ConfigError(f"`{where}.litellm_params.api_base`: must be an http(s) URL, got {base!r}")
+
+
+def parse_config(raw: Any, path: str | None = None) -> Config:
+    """Validate an already-loaded mapping (YAML or code) into a ``Config``."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the config must be a mapping, not {type(raw).__name__}")
+    resolved = _resolve_env(raw, "")
+    try:
+        config = msgspec.convert(resolved, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        at = _AT.search(text)
+        where = at.group(1) if at and at.group(1) else "(top level)"
+        raise ConfigError(f"`{where}`: {_AT.sub('', text)}") from None
+    config.path = path
+    _check(config)
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> tuple[Config, list[str]]:
+    """Read a YAML config; return it with the list of unsupported keys it carries."""
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{file} is not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    config = parse_config(raw, str(file.resolve()))
+    return config, unsupported_keys(raw or {})

@@ -1,0 +1,80 @@
+"""``Errors``: the outermost layer, the only one that turns exceptions into answers.
+
+It watches what has been sent. An exception before ``http.response.start`` becomes
+an OpenAI-shaped JSON error with its status; after an SSE response started, any
+partial event is closed and the stream ends with ``data: {"error": ...}`` and
+``data: [DONE]``. A non-SSE response that already started cannot be repaired: it is
+logged and the connection is left for the server to close. Nothing reaches the
+client as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgi_llm.errors import GatewayError, send_json_error, to_gateway_error
+from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("asgi_llm.errors")
+
+
+class _Progress:
+    """What the client has been sent so far."""
+
+    __slots__ = ("ended", "open_event", "sse", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.sse = False
+        self.open_event = False  # the last body bytes did not end an SSE event
+        self.ended = False
+
+
+def _is_sse(message: Message) -> bool:
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).startswith(b"text/event-stream")
+    return False
+
+
+class Errors:
+    """Render every error raised below it; see the module docstring for the two regimes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        progress = _Progress()
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                progress.started = True
+                progress.sse = _is_sse(message)
+            elif progress.sse:
+                body = message.get("body", b"")
+                if body:
+                    progress.open_event = not (body.endswith(b"\n\n") or body.endswith(b"\r\n\r\n"))
+                progress.ended = not message.get("more_body", False)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # the error boundary: everything below ends here
+            await self.render(exc, progress, send)
+
+    async def render(self, exc: Exception, progress: _Progress, send: Send) -> None:
+        err = to_gateway_error(exc)
+        if err.status >= 500 and not isinstance(exc, GatewayError):
+            log.error("unhandled error in the stack", exc_info=exc)
+        else:
+            log.info("request failed: %s %s", err.status, err.message)
+        if not progress.started:
+            await send_json_error(send, err)
+        elif progress.sse and not progress.ended:
+            closing = b"\n\n" if progress.open_event else b""
+            await send({"type": "http.response.body", "body": closing + err.sse(), "more_body": False})
+        else:
+            log.warning("error after a non-streaming response started; closing: %s", err.message)

@@ -1,0 +1,70 @@
+"""Assembly: the default stack built from a ``Config``.
+
+This is the one module of ``asgi_llm`` allowed to import ``middlewares``. The
+order is a contract (request-side outer to inner, response-side inner to outer)::
+
+    Errors -> Ingest -> Auth (when master_key is set) -> UpstreamApp (or Replay(app))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import aiohttp
+
+from asgi_llm.config import Config, load_config
+from asgi_llm.error_layer import Errors
+from asgi_llm.ingest import Ingest
+from asgi_llm.replay import Replay
+from asgi_llm.router import Router
+from asgi_llm.types import ASGIApp, Receive, Scope, Send
+from asgi_llm.upstream import UpstreamApp
+from middlewares.auth import Auth
+
+log = logging.getLogger("asgi_llm")
+CONFIG_ENV = "ASGI_LLM_CONFIG"
+
+
+class Gateway:
+    """The assembled stack; an ASGI app. ``layers`` names them outer to inner."""
+
+    def __init__(self, config: Config, *, app: ASGIApp | None = None,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        general = config.general_settings
+        limit = int(general.max_request_size_mb * 1024 * 1024)
+        self.config = config
+        self.upstream: UpstreamApp | None = None
+        inner: ASGIApp
+        if app is None:
+            self.upstream = UpstreamApp(Router(config), settings=general.upstream, max_body_bytes=limit,
+                                        session=session)
+            inner, self.layers = self.upstream, ["UpstreamApp"]
+        else:
+            inner, self.layers = Replay(app), ["Replay"]
+        if general.master_key:
+            inner = Auth(inner, master_key=general.master_key)
+            self.layers.insert(0, "Auth")
+        inner = Ingest(inner, max_body_bytes=limit)
+        self.app: ASGIApp = Errors(inner)
+        self.layers[:0] = ["Errors", "Ingest"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    async def aclose(self) -> None:
+        if self.upstream is not None:
+            await self.upstream.aclose()
+
+
+def create_app(config_path: str | os.PathLike[str], *, warn: bool = True) -> Gateway:
+    """Load a YAML config and build its gateway; log unsupported keys in one warning."""
+    config, unsupported = load_config(config_path)
+    if unsupported and warn:
+        log.warning("config keys not supported by asgi-llm, ignored: %s", ", ".join(unsupported))
+    return Gateway(config)
+
+
+def app_from_env() -> Gateway:
+    """uvicorn factory for ``asgi-llm`` workers: the config path comes from $ASGI_LLM_CONFIG."""
+    return create_app(os.environ[CONFIG_ENV], warn=False)
