@@ -61,7 +61,7 @@ class GatewayError(Exception):
         self.status = status
         self.message = message
         self.param = param
-        self.code = code if code is not None else str(status)
+        self.code: Any = code if code is not None else str(status)
         self.type = type or error_type(status)
         self.headers = headers or {}
 

@@ -78,14 +78,21 @@ def _retry_after(resp: aiohttp.ClientResponse | None) -> float | None:
         return None
 
 
-def upstream_error(status: int, data: bytes, dep: Deployment, headers: dict[str, str]) -> GatewayError | None:
-    """None when ``data`` is already an OpenAI error body (it is passed as is)."""
+def upstream_error(status: int, data: bytes, dep: Deployment, headers: dict[str, str]) -> GatewayError:
+    """The client's error for an upstream 4xx/5xx: the upstream's own fields where it sent an
+    OpenAI error body (missing ones filled in), else its text wrapped in one."""
     try:
         parsed = _decode(data)
-        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict | str):
-            return None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        pass
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, str):
+        error = {"message": error}
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        err = GatewayError(status, error["message"], param=error.get("param"), headers=headers,
+                           type=error.get("type") if isinstance(error.get("type"), str) else None)
+        err.code = error.get("code")  # kept as the upstream sent it, null included
+        return err
     text = data[:500].decode("utf-8", "replace").strip() or "(empty body)"
     return GatewayError(status, f"Upstream for model {dep.model_name!r} answered {status}: {text}",
                         code="upstream_error", headers=headers)
@@ -191,9 +198,7 @@ class Forwarder:
         data = await resp.read()
         if resp.status >= 400:
             kept = {"retry-after": resp.headers["retry-after"]} if "retry-after" in resp.headers else {}
-            err = upstream_error(resp.status, data, dep, kept)
-            if err is not None:
-                raise err
+            raise upstream_error(resp.status, data, dep, kept)
         elif media == "application/json":
             try:
                 _decode(data)

@@ -1,0 +1,221 @@
+"""Real servers for tests: uvicorn in a thread on a port picked at run time, a
+recording OpenAI-compatible upstream, and raw TCP servers for broken replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import uvicorn
+
+from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on 127.0.0.1 in a daemon thread (lifespan included)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.sock = free_socket()
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="auto", loop="asyncio", http="httptools",
+                                timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+def completion(model: str, content: str) -> dict[str, Any]:
+    return {"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+
+
+def chunk(model: str, content: str) -> bytes:
+    event = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model,
+             "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+class Recorder:
+    """An OpenAI-compatible upstream that records what it got; behaviour by upstream model name.
+
+    ``echo`` (default) answers with the last user message; ``slow`` waits 5 s;
+    ``slow-stream`` streams a chunk every 50 ms for 10 s; ``flaky`` answers 503
+    ``fail_first`` times; ``busy`` answers 429 with Retry-After; ``bad-request``
+    a 400 OpenAI error; ``text-500`` a plain-text 500; ``not-json`` garbage JSON;
+    ``cut-stream`` streams two chunks then breaks; ``firehose`` streams 64 KiB
+    chunks as fast as the reader allows. ``closed`` collects the models whose
+    requests saw the client (the gateway) go away, with the time.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.attempts: Counter[str] = Counter()
+        self.closed: list[tuple[str, float]] = []
+        self.fail_first = 2
+        self.firehose_sent = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                while True:
+                    kind = (await receive())["type"]
+                    await send({"type": kind + ".complete"})
+                    if kind == "lifespan.shutdown":
+                        break
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        try:
+            body = json.loads(raw) if raw and headers.get("content-type", "").startswith("application/json") else None
+        except ValueError:
+            body = None
+        self.requests.append({"path": scope["path"], "headers": headers, "raw": raw, "body": body})
+        model = body.get("model", "echo") if isinstance(body, dict) else "upload"
+        self.attempts[model] += 1
+        if scope["path"].endswith("/embeddings"):
+            vectors = [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}]
+            return await self.json(send, 200, {"object": "list", "model": model, "data": vectors,
+                                               "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        await self.behave(model, body, raw, receive, send)
+
+    async def watch(self, model: str, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.closed.append((model, time.monotonic()))
+
+    async def behave(self, model: str, body: Any, raw: bytes, receive: Receive, send: Send) -> None:
+        stream = isinstance(body, dict) and body.get("stream") is True
+        if model == "slow":
+            watcher = asyncio.ensure_future(self.watch(model, receive))
+            await asyncio.sleep(5)
+            watcher.cancel()
+        if model == "flaky" and self.attempts[model] <= self.fail_first:
+            return await self.json(send, 503, {"error": {"message": "overloaded", "type": "server_error"}})
+        if model == "busy" and self.attempts[model] == 1:
+            return await self.json(send, 429, {"error": {"message": "slow down", "type": "rate_limit_error"}},
+                                   [(b"retry-after", b"0.3")])
+        if model == "bad-request":
+            return await self.json(send, 400, {"error": {"message": "bad things", "type": "invalid_request_error",
+                                                         "param": "temperature", "code": None}})
+        if model == "text-500":
+            return await self.raw(send, 500, b"text/plain", b"kaboom")
+        if model == "not-json":
+            return await self.raw(send, 200, b"application/json", b"{not json")
+        if model == "upload":
+            return await self.json(send, 200, {"text": f"{len(raw)} bytes"})
+        if stream:
+            return await self.stream(model, body, receive, send)
+        messages = body.get("messages", []) if isinstance(body, dict) else []
+        said = messages[-1].get("content", "") if messages else ""
+        await self.json(send, 200, completion(model, f"echo: {said}"), [(b"x-upstream", b"yes"),
+                                                                        (b"connection", b"keep-alive")])
+
+    async def stream(self, model: str, body: Any, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"x-upstream", b"yes")]})
+        if model in ("slow-stream", "firehose"):
+            watcher = asyncio.ensure_future(self.watch(model, receive))
+            payload = b": " + b"x" * 65536 + b"\n\n"
+            for i in range(200 if model == "slow-stream" else 4000):
+                if watcher.done():
+                    return
+                if model == "firehose":
+                    await send({"type": "http.response.body", "body": payload, "more_body": True})
+                    self.firehose_sent += len(payload)
+                else:
+                    await send({"type": "http.response.body", "body": chunk(model, f"w{i} "), "more_body": True})
+                await asyncio.sleep(0.05 if model == "slow-stream" else 0)
+            watcher.cancel()
+        elif model == "cut-stream":
+            cut = chunk(model, "one ") + b"data: {\"trunc"
+            await send({"type": "http.response.body", "body": cut, "more_body": True})
+            raise RuntimeError("upstream dies mid-stream")  # uvicorn drops the connection
+        else:
+            for word in ("Hello", " from", " upstream"):
+                await send({"type": "http.response.body", "body": chunk(model, word), "more_body": True})
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def json(send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        await Recorder.raw(send, status, b"application/json", data, extra)
+
+    @staticmethod
+    async def raw(send: Send, status: int, media: bytes, data: bytes,
+                  extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        message: Message = {"type": "http.response.start", "status": status,
+                            "headers": [(b"content-type", media), *(extra or [])]}
+        await send(message)
+        await send({"type": "http.response.body", "body": data})
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that answers every connection with fixed bytes, then closes."""
+
+    def __init__(self, reply: bytes, delay: float = 0.0) -> None:
+        self.reply = reply
+        self.delay = delay
+        self.sock = free_socket()
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)
+                    time.sleep(self.delay)
+                    conn.sendall(self.reply)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> RawServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
