@@ -1,0 +1,123 @@
+"""Config loading and the CLI: env values, unsupported keys, one-line start-up errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from asgi_llm import ConfigError, load_config, parse_config
+from asgi_llm.router import Router
+from tests.servers import free_socket
+
+LITELLM_CONFIG = """
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: http://127.0.0.1:9/v1
+      api_key: os.environ/TEST_UPSTREAM_KEY
+      timeout: 30
+      stream_timeout: 5
+      max_retries: 1
+      rpm: 100
+  - model_name: fake
+    litellm_params:
+      model: mock/fake
+      mock_response: hi
+litellm_settings:
+  request_timeout: 120
+  num_retries: 2
+  drop_params: true
+general_settings:
+  master_key: os.environ/TEST_MASTER
+  max_request_size_mb: 4
+  database_url: postgres://x
+"""
+
+
+def test_litellm_config_loads_with_env_and_lists_unsupported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-from-env")
+    monkeypatch.setenv("TEST_MASTER", "sk-master")
+    path = tmp_path / "config.yaml"
+    path.write_text(LITELLM_CONFIG)
+    config, unsupported = load_config(path)
+    assert unsupported == ["model_list[0].litellm_params.rpm", "litellm_settings.drop_params",
+                           "general_settings.database_url"]
+    assert config.general_settings.master_key == "sk-master"
+    gpt = Router(config).pick("gpt-4o")
+    assert (gpt.api_key, gpt.model, gpt.timeout, gpt.stream_timeout, gpt.retries) == (
+        "sk-from-env", "gpt-4o", 30.0, 5.0, 1)
+    fake = Router(config).pick("fake")
+    assert (fake.provider, fake.timeout, fake.retries) == ("mock", 120.0, 2)
+    assert "sk-from-env" not in repr(gpt)
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    ({"model_list": [{"model_name": "x", "litellm_params": {"model": "bedrock/claude"}}]},
+     "`model_list[0].litellm_params.model`: unknown provider"),
+    ({"model_list": [{"litellm_params": {"model": "mock/x"}}]}, "`model_list[0]`: Object missing required field"),
+    ({"model_list": [{"model_name": "x", "litellm_params": {"model": "mock/x", "timeout": "soon"}}]},
+     "`model_list[0].litellm_params.timeout`: Expected `float | null`, got `str`"),
+    ({"model_list": [{"model_name": "x", "litellm_params": {"model": "mock/x", "api_key": "os.environ/NOPE_X"}}]},
+     "`model_list[0].litellm_params.api_key`: environment variable NOPE_X is not set"),
+    ({"model_list": []}, "`model_list`: no models configured"),
+    ({"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/x", "api_base": "file:///etc"}}]},
+     "must be an http(s) URL"),
+])
+def test_bad_configs_name_the_key(config: dict[str, object], says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(config)
+    assert says in str(info.value) and "\n" not in str(info.value)
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "asgi_llm", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def test_cli_bad_config_is_one_line_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("model_list:\n  - model_name: x\n    litellm_params:\n      model: nowhere/x\n")
+    proc = _cli("--config", str(path))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert err.startswith("asgi-llm: config error: `model_list[0].litellm_params.model`")
+    path.write_text("model_list: [\n")
+    proc = _cli("--config", str(path))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "not valid YAML" in err and err.strip().count("\n") == 0
+
+
+def test_cli_serves_a_config_and_warns_once(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n"
+                    "      rpm: 5\nrouter_settings:\n  routing_strategy: simple-shuffle\n")
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = _cli("--config", str(path), "--port", str(port), "--log-level", "warning")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                resp = httpx.post(f"http://127.0.0.1:{port}/chat/completions", timeout=5,
+                                  json={"model": "m", "messages": [{"role": "user", "content": "yo"}]})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, "gateway did not start"
+                time.sleep(0.1)
+        assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"].endswith("You said: yo")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    warnings = [line for line in err.splitlines() if "not supported" in line]
+    assert len(warnings) == 1
+    assert "model_list[0].litellm_params.rpm" in warnings[0] and "router_settings" in warnings[0]

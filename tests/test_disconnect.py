@@ -1,0 +1,83 @@
+"""A client that leaves cancels the upstream call; pooled connections do not leak;
+a slow reader slows the upstream instead of filling memory."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tests.conftest import make_config
+from tests.servers import Recorder
+
+
+def _raw_request(base: str, body: bytes) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                 b"content-length: %d\r\n\r\n%s" % (len(body), body))
+    return sock
+
+
+def _wait_closed(recorder: Recorder, model: str, since: float, limit: float = 3.0) -> float:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for name, at in recorder.closed:
+            if name == model:
+                return at - since
+        time.sleep(0.02)
+    raise AssertionError(f"upstream never saw the close of {model}")
+
+
+def test_leaving_a_stream_closes_the_upstream_request(gateway: str, upstream: tuple[Recorder, str]) -> None:
+    recorder, _ = upstream
+    sock = _raw_request(gateway, b'{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}')
+    assert b"data: " in sock.recv(65536)  # the stream is flowing
+    left = time.monotonic()
+    sock.close()
+    assert _wait_closed(recorder, "slow-stream", left) < 1.0
+
+
+def test_leaving_while_waiting_closes_the_upstream_request(gateway: str, upstream: tuple[Recorder, str]) -> None:
+    recorder, _ = upstream
+    sock = _raw_request(gateway, b'{"model":"slow","messages":[{"role":"user","content":"x"}]}')
+    deadline = time.monotonic() + 3
+    while not recorder.attempts["slow"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    left = time.monotonic()
+    sock.close()
+    assert _wait_closed(recorder, "slow", left) < 1.0
+
+
+def test_no_pooled_connection_leaks(upstream: tuple[Recorder, str], gateway_factory: Callable[..., str]) -> None:
+    _, url = upstream
+    config = make_config(url, upstream={"max_connections": 2})
+    base = gateway_factory(config)
+    for _ in range(6):  # more abandoned calls than the pool has connections
+        sock = _raw_request(base, b'{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}')
+        sock.recv(65536)
+        sock.close()
+    for _ in range(4):
+        resp = httpx.post(base + "/v1/chat/completions", timeout=5,
+                          json={"model": "echo", "messages": [{"role": "user", "content": "still there?"}]})
+        assert resp.status_code == 200
+
+
+def test_slow_reader_slows_the_upstream(gateway: str, upstream: tuple[Recorder, str]) -> None:
+    recorder, _ = upstream
+    sock = _raw_request(gateway, b'{"model":"firehose","stream":true,"messages":[{"role":"user","content":"x"}]}')
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.recv(65536)
+    time.sleep(1.0)  # read nothing for a while: the firehose could push 250 MiB if nothing held it back
+    held = recorder.firehose_sent
+    time.sleep(0.5)
+    assert held < 16 * 1024 * 1024, f"upstream pushed {held} bytes to a reader that read 64 KiB"
+    assert recorder.firehose_sent - held < 1024 * 1024  # and it stays held back
+    received = 0
+    deadline = time.monotonic() + 5
+    while received < 4 * 1024 * 1024 and time.monotonic() < deadline:  # reading lets it flow again
+        received += len(sock.recv(1 << 20))
+    assert received >= 4 * 1024 * 1024 and recorder.firehose_sent > held
+    sock.close()

@@ -1,0 +1,53 @@
+"""Architecture rules from DESIGN.md, checked on the source."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from asgi_llm import parse_config
+from asgi_llm.gateway import Gateway
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_core_never_imports_middlewares_except_the_assembly() -> None:
+    for path in (ROOT / "asgi_llm").glob("*.py"):
+        if path.name != "gateway.py":
+            assert not any(n.split(".")[0] == "middlewares" for n in _imports(path)), path.name
+
+
+def test_middlewares_use_only_public_core_names() -> None:
+    for path in (ROOT / "middlewares").glob("*.py"):
+        for name in _imports(path) - {"__future__"}:
+            assert not any(part.startswith("_") for part in name.split(".")), f"{path.name} imports {name}"
+
+
+def test_no_base_http_middleware_and_modules_stay_small() -> None:
+    for path in [*(ROOT / "asgi_llm").glob("*.py"), *(ROOT / "middlewares").glob("*.py")]:
+        text = path.read_text()
+        assert "BaseHTTPMiddleware" not in text, path.name
+        assert len(text.splitlines()) <= 220, f"{path.name} has grown past one concern"
+
+
+def test_default_stack_order() -> None:
+    config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]}
+    assert Gateway(parse_config(config)).layers == ["Errors", "Ingest", "UpstreamApp"]
+    config["general_settings"] = {"master_key": "k"}
+    gateway = Gateway(parse_config(config))
+    assert gateway.layers == ["Errors", "Ingest", "Auth", "UpstreamApp"]
+    found, app = [], gateway.app
+    while app is not None:  # walk the real objects, not the names
+        found.append(type(app).__name__)
+        app = getattr(app, "app", None)
+    assert found == gateway.layers
