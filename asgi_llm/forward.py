@@ -28,10 +28,10 @@ from asgi_llm.errors import GatewayError
 from asgi_llm.router import Deployment
 from asgi_llm.types import Send
 
-FORWARDED_HEADERS = frozenset({"accept", "openai-beta", "x-request-id"})
+FORWARDED_HEADERS = frozenset({b"accept", b"openai-beta", b"x-request-id"})
 DROPPED_RESPONSE_HEADERS = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-    "transfer-encoding", "upgrade", "content-length", "content-encoding", "date", "server", "set-cookie",
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer", b"trailers",
+    b"transfer-encoding", b"upgrade", b"content-length", b"content-encoding", b"date", b"server", b"set-cookie",
 })
 STRIPPED_FIELDS = frozenset({
     "api_base", "base_url", "api_key", "api_version", "organization", "extra_headers", "headers", "user_config",
@@ -55,16 +55,15 @@ def upstream_body(body: dict[str, Any], model: str) -> bytes:
 def request_headers(dep: Deployment, client: list[tuple[bytes, bytes]], content_type: str | None) -> dict[str, str]:
     headers = {"content-type": content_type or "application/json"}
     for name, value in client:
-        key = name.decode("latin-1")
-        if key in FORWARDED_HEADERS:
-            headers[key] = value.decode("latin-1")
+        if name in FORWARDED_HEADERS:  # ASGI header names are lower-case bytes
+            headers[name.decode("latin-1")] = value.decode("latin-1")
     if dep.api_key:
         headers["authorization"] = f"Bearer {dep.api_key}"
     return headers
 
 
 def response_headers(resp: aiohttp.ClientResponse, length: int | None) -> list[tuple[bytes, bytes]]:
-    out = [(k, v) for k, v in resp.raw_headers if k.decode("latin-1").lower() not in DROPPED_RESPONSE_HEADERS]
+    out = [(k.lower(), v) for k, v in resp.raw_headers if k.lower() not in DROPPED_RESPONSE_HEADERS]
     if length is not None:
         out.append((b"content-length", str(length).encode()))
     return out

@@ -75,11 +75,11 @@ class UpstreamApp:
         await self.forwarder.aclose()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = match_route(scope)
+        ctx = get_context(scope)
+        route = ctx.route if ctx is not None else match_route(scope)  # Ingest matched it already
         if route is None:
             await self.serve_local(scope, send)
             return
-        ctx = get_context(scope)
         try:
             if ctx is None:
                 ctx = await ingest(scope, receive, route, self.max_body_bytes)

@@ -1,0 +1,54 @@
+"""Minimal passthrough proxies, the baseline the gateway is measured against.
+
+``BENCH_CLIENT=aiohttp`` (the gateway's client) or ``httpx``; ``BENCH_UPSTREAM`` is the
+upstream base URL. Reads the body, posts it upstream, relays the answer (streams
+chunk by chunk). No validation, no routing, no disconnect handling: the floor.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import aiohttp
+import httpx
+
+UPSTREAM = os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:8001")
+CLIENT = os.environ.get("BENCH_CLIENT", "aiohttp")
+state: dict[str, Any] = {}
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                state["client"] = (aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
+                                   if CLIENT == "aiohttp" else
+                                   httpx.AsyncClient(limits=httpx.Limits(max_connections=1000), timeout=60))
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await state["client"].aclose() if CLIENT == "httpx" else await state["client"].close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    url = UPSTREAM + scope["path"]
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    if CLIENT == "aiohttp":
+        async with state["client"].post(url, data=body, headers=headers) as resp:
+            await send({"type": "http.response.start", "status": resp.status,
+                        "headers": [(b"content-type", resp.headers["content-type"].encode())]})
+            async for chunk in resp.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    else:
+        async with state["client"].stream("POST", url, content=body, headers=headers) as resp:
+            await send({"type": "http.response.start", "status": resp.status_code,
+                        "headers": [(b"content-type", resp.headers["content-type"].encode())]})
+            async for chunk in resp.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,141 @@
+"""``make bench``: the gateway against the direct upstream and minimal passthroughs, in one run.
+
+Layout on a 2-core machine: every server under test is one uvicorn process pinned to
+core 0; the load generator (wrk) and the fast canned upstream share core 1. Each
+scenario reports throughput, p50/p99 latency and the server's CPU time per request,
+and the gateway's numbers as ratios to the fastest passthrough measured alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+CHAT = '{"model":"bench-model","messages":[{"role":"user","content":"Say hello in five words."}]%s}'
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+@contextmanager
+def server(cmd: list[str], port: int, core: str, env: dict[str, str] | None = None) -> Iterator[int]:
+    proc = subprocess.Popen(["taskset", "-c", core, *cmd], env={**os.environ, **(env or {})}, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None) -> dict[str, float]:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    body = CHAT % (',"stream":true' if stream else "")
+    script.write_text(f'wrk.method = "POST"\nwrk.body = \'{body}\'\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n'
+                      'wrk.headers["Authorization"] = "Bearer sk-bench"\n')
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", "-d1s", "-s", str(script), url],
+                   capture_output=True, check=True)  # warm-up: connections, caches, JIT-free but lazy imports
+    before = cpu_seconds(pid) if pid else 0.0
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    used = cpu_seconds(pid) - before if pid else 0.0
+    script.unlink()
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors or "Socket errors" in out:
+        raise RuntimeError(f"errors during the run:\n{out}")
+
+    def pct(p: str) -> float:
+        m = re.search(rf"{p}%\s+([\d.]+)(us|ms|s)", out)
+        return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")  # type: ignore[union-attr]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "cpu_ms": 1000 * used / requests if pid else 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    if not shutil.which("wrk") or not shutil.which("taskset"):
+        sys.exit("bench needs wrk and taskset (make bench installs wrk from Debian)")
+    up_port = free_port()
+    scenarios = [("chat c=1", 1, False), ("chat c=64", 64, False), ("stream c=16", 16, True)]
+    uvicorn = [PY, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+               "--log-level", "warning"]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with server([PY, "bench/fast_upstream.py", "--port", str(up_port)], up_port, "1"):
+        upstream = f"http://127.0.0.1:{up_port}"
+        results["direct upstream"] = {name: wrk(up_port, c, args.seconds, s, None) for name, c, s in scenarios}
+        for client in ("aiohttp", "httpx"):
+            port = free_port()
+            env = {"BENCH_UPSTREAM": upstream, "BENCH_CLIENT": client}
+            with server([*uvicorn, "bench.passthrough:app", "--port", str(port)], port, "0", env) as pid:
+                results[f"passthrough ({client})"] = {n: wrk(port, c, args.seconds, s, pid) for n, c, s in scenarios}
+        config = Path(tempfile.mkstemp(suffix=".yaml")[1])
+        config.write_text(f"model_list:\n  - model_name: bench-model\n    litellm_params:\n"
+                          f"      model: openai/bench-model\n      api_base: {upstream}/v1\n"
+                          f"      api_key: sk-upstream\n")
+        port = free_port()
+        cmd = [PY, "-m", "asgi_llm", "--config", str(config), "--port", str(port), "--log-level", "warning"]
+        with server(cmd, port, "0") as pid:
+            results["asgi-llm (no hooks)"] = {n: wrk(port, c, args.seconds, s, pid) for n, c, s in scenarios}
+        config.unlink()
+    report(results, [name for name, _, _ in scenarios])
+
+
+def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]) -> None:
+    print(f"\n{'server':<24}{'scenario':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
+    for who, runs in results.items():
+        for name in scenarios:
+            r = runs[name]
+            cpu = f"{r['cpu_ms']:.3f}" if r["cpu_ms"] else "-"
+            print(f"{who:<24}{name:<14}{r['rps']:>9.0f}{r['p50']:>9.3f}{r['p99']:>9.3f}{cpu:>12}")
+    gateway = results["asgi-llm (no hooks)"]
+    print("\nasgi-llm against the fastest passthrough in this run (throughput ratio, added p50):")
+    for name in scenarios:
+        best = max((runs[name] for who, runs in results.items() if who.startswith("passthrough")),
+                   key=lambda r: r["rps"])
+        g = gateway[name]
+        print(f"  {name:<12} {g['rps'] / best['rps']:6.1%} of {best['rps']:.0f} req/s, "
+              f"p50 {g['p50'] - best['p50']:+.3f} ms, CPU/req {g['cpu_ms'] - best['cpu_ms']:+.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
