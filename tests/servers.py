@@ -104,6 +104,12 @@ class Recorder:
         self.requests.append({"path": scope["path"], "headers": headers, "raw": raw, "body": body})
         model = body.get("model", "echo") if isinstance(body, dict) else "upload"
         self.attempts[model] += 1
+        if scope["path"].endswith(("/images/generations", "/moderations", "/responses")):
+            return await self.json(send, 200, {"object": "echoed", "path": scope["path"], "received": body})
+        if scope["path"].endswith("/v1/completions"):
+            return await self.json(send, 200, {"id": "cmpl-up", "object": "text_completion", "created": 1,
+                                               "model": model, "choices": [{"index": 0, "text": "upstream text",
+                                                                           "logprobs": None, "finish_reason": "stop"}]})
         if scope["path"].endswith("/embeddings"):
             vectors = [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}]
             return await self.json(send, 200, {"object": "list", "model": model, "data": vectors,
@@ -140,7 +146,8 @@ class Recorder:
         messages = body.get("messages", []) if isinstance(body, dict) else []
         said = messages[-1].get("content", "") if messages else ""
         await self.json(send, 200, completion(model, f"echo: {said}"), [(b"x-upstream", b"yes"),
-                                                                        (b"connection", b"keep-alive")])
+                                                                        (b"keep-alive", b"timeout=5"),
+                                                                        (b"proxy-authenticate", b"Basic")])
 
     async def stream(self, model: str, body: Any, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,

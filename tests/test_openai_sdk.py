@@ -80,3 +80,11 @@ def test_upstream_errors_pass_through(sdk: Sdk, gateway: str) -> None:
     with pytest.raises(openai.InternalServerError) as failed:
         sdk(gateway).chat.completions.create(model="text-500", messages=[{"role": "user", "content": "x"}])
     assert failed.value.status_code == 500 and "kaboom" in str(failed.value)
+
+
+def test_completions_forwarded_to_upstream(sdk: Sdk, gateway: str, upstream: tuple[Recorder, str]) -> None:
+    recorder, _ = upstream
+    done = sdk(gateway).completions.create(model="echo", prompt="once upon", max_tokens=5)
+    assert done.choices[0].text == "upstream text"
+    assert recorder.requests[-1]["path"] == "/v1/completions"
+    assert recorder.requests[-1]["body"] == {"model": "echo", "prompt": "once upon", "max_tokens": 5}
