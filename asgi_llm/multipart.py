@@ -8,6 +8,7 @@ upload can be forwarded byte for byte; ``rest_of_body`` streams what follows.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -97,8 +98,10 @@ async def sniff_model(scope: Scope, receive: Receive) -> tuple[str | None, list[
     return sniffer.model, chunks, more
 
 
-async def rest_of_body(first: list[bytes], more: bool, receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    """The upload as read so far, then the rest of it from ``receive``, within ``limit``."""
+async def rest_of_body(first: list[bytes], more: bool, receive: Receive, limit: int,
+                       done: asyncio.Event) -> AsyncIterator[bytes]:
+    """The upload as read so far, then the rest of it from ``receive``, within ``limit``;
+    ``done`` is set once the last byte went out, when ``receive`` is free for disconnects."""
     size = 0
     for chunk in first:
         size += len(chunk)
@@ -113,3 +116,4 @@ async def rest_of_body(first: list[bytes], more: bool, receive: Receive, limit: 
         if size > limit:
             raise too_large(limit)
         yield chunk
+    done.set()

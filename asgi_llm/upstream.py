@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -27,7 +28,7 @@ from asgi_llm.ingest import DEFAULT_MAX_BODY, ClientDisconnected, ingest
 from asgi_llm.multipart import rest_of_body, sniff_model
 from asgi_llm.router import Router
 from asgi_llm.routes import local_path, match_route
-from asgi_llm.types import Receive, Scope, Send
+from asgi_llm.types import Message, Receive, Scope, Send
 from asgi_llm.watch import DisconnectWatch
 
 log = logging.getLogger("asgi_llm")
@@ -113,9 +114,16 @@ class UpstreamApp:
         dep = self.router.pick(model)
         if dep.provider == "mock":
             raise GatewayError(400, f"The mock provider does not serve {ctx.route.path}.", code="unsupported_route")
-        body = rest_of_body(first, more, receive, self.max_body_bytes)
+        uploaded = asyncio.Event()
+        body = rest_of_body(first, more, receive, self.max_body_bytes, uploaded)
         headers = request_headers(dep, scope["headers"], _content_type(scope))
-        await self.forwarder.forward(dep, dep.api_base + ctx.route.path, body, headers, False, send)
+
+        async def after_upload() -> Message:  # `receive` carries the upload until it is all sent
+            await uploaded.wait()
+            return await receive()
+
+        async with DisconnectWatch(after_upload):
+            await self.forwarder.forward(dep, dep.api_base + ctx.route.path, body, headers, False, send)
 
     async def serve_local(self, scope: Scope, send: Send) -> None:
         path = local_path(scope)

@@ -40,7 +40,7 @@ def deployment(name: str, api_base: str, upstream_model: str | None = None, **pa
 
 def make_config(api_base: str, models: list[str] | None = None, **general: Any) -> dict[str, Any]:
     names = models or ["echo", "slow", "slow-stream", "flaky", "busy", "bad-request", "text-500", "not-json",
-                       "cut-stream", "firehose", "whisper"]
+                       "cut-stream", "firehose", "whisper", "slow-whisper"]
     model_list = [deployment(n, api_base + "/v1") for n in names]
     model_list.append({"model_name": "mock-model", "litellm_params": {"model": "mock/mock-model"}})
     return {"model_list": model_list, "general_settings": general}

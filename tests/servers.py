@@ -68,7 +68,8 @@ class Recorder:
     ``echo`` (default) answers with the last user message; ``slow`` waits 5 s;
     ``slow-stream`` streams a chunk every 50 ms for 10 s; ``flaky`` answers 503
     ``fail_first`` times; ``busy`` answers 429 with Retry-After; ``bad-request``
-    a 400 OpenAI error; ``text-500`` a plain-text 500; ``not-json`` garbage JSON;
+    a 400 OpenAI error; an upload for ``slow-whisper`` waits 5 s; ``text-500`` a plain-text
+    500; ``not-json`` garbage JSON;
     ``cut-stream`` streams two chunks then breaks; ``firehose`` streams 64 KiB
     chunks as fast as the reader allows. ``closed`` collects the models whose
     requests saw the client (the gateway) go away, with the time.
@@ -139,6 +140,10 @@ class Recorder:
             return await self.raw(send, 500, b"text/plain", b"kaboom")
         if model == "not-json":
             return await self.raw(send, 200, b"application/json", b"{not json")
+        if model == "upload" and b"slow-whisper" in raw:
+            watcher = asyncio.ensure_future(self.watch("slow-whisper", receive))
+            await asyncio.sleep(5)
+            watcher.cancel()
         if model == "upload":
             return await self.json(send, 200, {"text": f"{len(raw)} bytes"})
         if stream:

@@ -64,6 +64,27 @@ def test_leaving_while_waiting_closes_the_upstream_request(gateway: str, upstrea
     assert _wait_closed(recorder, "slow", left) < 1.0
 
 
+def test_leaving_while_a_transcription_is_pending_closes_it(gateway: str, upstream: tuple[Recorder, str]) -> None:
+    recorder, _ = upstream
+    boundary = b"b0undary"
+    form = (b"--b0undary\r\ncontent-disposition: form-data; name=\"model\"\r\n\r\nslow-whisper\r\n"
+            b"--b0undary\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+            b"content-type: audio/wav\r\n\r\n" + b"\x00\x01" * 50_000 + b"\r\n--b0undary--\r\n")
+    host, port = gateway.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    try:
+        sock.sendall(b"POST /v1/audio/transcriptions HTTP/1.1\r\nhost: x\r\ncontent-type: multipart/form-data; "
+                     b"boundary=" + boundary + b"\r\ncontent-length: %d\r\n\r\n" % len(form) + form)
+        deadline = time.monotonic() + 3
+        while not recorder.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert recorder.requests and recorder.requests[-1]["raw"] == form  # the upload arrived intact
+    finally:
+        left = time.monotonic()
+        sock.close()
+    assert _wait_closed(recorder, "slow-whisper", left) < 1.0
+
+
 def test_no_pooled_connection_leaks(upstream: tuple[Recorder, str], gateway_factory: Callable[..., str]) -> None:
     _, url = upstream
     config = make_config(url, upstream={"max_connections": 2})
