@@ -9,12 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from asgi_llm.auth_types import UserAPIKeyAuth
-from asgi_llm.config import Config, ConfigError, load_config, parse_config
+from asgi_llm.cache import DualCache
+from asgi_llm.callbacks import load_callbacks
+from asgi_llm.config import Config, ConfigError, VirtualKey, load_config, parse_config
 from asgi_llm.context import CONTEXT_KEY, RequestContext, get_context, replay_receive, set_context
 from asgi_llm.error_layer import Errors
-from asgi_llm.errors import GatewayError, send_json_error, to_gateway_error
+from asgi_llm.errors import GatewayError, detail_message, send_json_error, to_gateway_error
+from asgi_llm.hooks import CustomLogger, get_formatted_prompt, overrides, with_hook
 from asgi_llm.ingest import Ingest
+from asgi_llm.reject import send_rejection
 from asgi_llm.replay import Replay
+from asgi_llm.response import Obj, ObjList, unwrap, wrap
 from asgi_llm.router import Deployment, Router
 from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,10 +29,12 @@ if TYPE_CHECKING:
     from asgi_llm.gateway import Gateway, create_app
 
 __all__ = [
-    "CONTEXT_KEY", "LLM_ROUTES", "ASGIApp", "Config", "ConfigError", "Deployment", "Errors", "Gateway",
-    "GatewayError", "Ingest", "Message", "Receive", "Replay", "RequestContext", "Route", "Router", "Scope",
-    "Send", "UpstreamApp", "UserAPIKeyAuth", "create_app", "get_context", "load_config", "local_path",
-    "match_route", "parse_config", "replay_receive", "send_json_error", "set_context", "to_gateway_error",
+    "CONTEXT_KEY", "LLM_ROUTES", "ASGIApp", "Config", "ConfigError", "CustomLogger", "Deployment", "DualCache",
+    "Errors", "Gateway", "GatewayError", "Ingest", "Message", "Obj", "ObjList", "Receive", "Replay",
+    "RequestContext", "Route", "Router", "Scope", "Send", "UpstreamApp", "UserAPIKeyAuth", "VirtualKey",
+    "create_app", "detail_message", "get_context", "get_formatted_prompt", "load_callbacks", "load_config",
+    "local_path", "match_route", "overrides", "parse_config", "replay_receive", "send_json_error",
+    "send_rejection", "set_context", "to_gateway_error", "unwrap", "with_hook", "wrap",
 ]
 
 

@@ -8,19 +8,22 @@ A config that cannot run stops start-up with one line (``asgi-llm: config error:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import sys
 
 import uvicorn
 
+from asgi_llm.callbacks import load_callbacks
 from asgi_llm.config import ConfigError, load_config
 from asgi_llm.gateway import CONFIG_ENV
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="asgi-llm", description="OpenAI-compatible LLM gateway.")
-    parser.add_argument("--config", required=True, help="LiteLLM-shaped YAML config file")
+    parser.add_argument("--config", help="LiteLLM-shaped YAML config file")
+    parser.add_argument("--hash-key", metavar="KEY", help="print the sha256 digest to store as keys[].key_hash")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=1)
@@ -31,9 +34,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.hash_key:
+        print(hashlib.sha256(args.hash_key.encode()).hexdigest())
+        return 0
+    if not args.config:
+        print("asgi-llm: --config FILE is required", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     try:
         config, unsupported = load_config(args.config)
+        load_callbacks(config.litellm_settings.callbacks, config.path)  # fail here, not in a worker
     except ConfigError as exc:
         print(f"asgi-llm: config error: {exc}", file=sys.stderr)
         return 2

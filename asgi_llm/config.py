@@ -40,6 +40,7 @@ class ModelEntry(msgspec.Struct, kw_only=True):
 
 
 class LiteLLMSettings(msgspec.Struct, kw_only=True):
+    callbacks: str | list[str] | None = None  # `module.instance` paths to CustomLogger objects
     request_timeout: float = 600.0  # LLM answers are slow: LiteLLM's default total timeout
     stream_timeout: float | None = None  # longest silence inside a stream; None: request_timeout
     num_retries: int = 0
@@ -58,12 +59,28 @@ class UpstreamSettings(msgspec.Struct, kw_only=True):
 
 class GeneralSettings(msgspec.Struct, kw_only=True):
     master_key: str | None = None
+    enforce_user_param: bool = False
     max_request_size_mb: float = 32.0
     upstream: UpstreamSettings = msgspec.field(default_factory=UpstreamSettings)
 
 
+class VirtualKey(msgspec.Struct, kw_only=True):
+    """A client key, stored only as the sha256 hex digest of the key (``asgi-llm --hash-key``)."""
+
+    key_hash: str
+    key_alias: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+    models: list[str] = msgspec.field(default_factory=list)  # empty: every model
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_parallel_requests: int | None = None
+
+
 class Config(msgspec.Struct, kw_only=True):
     model_list: list[ModelEntry] = msgspec.field(default_factory=list)
+    keys: list[VirtualKey] = msgspec.field(default_factory=list)
     litellm_settings: LiteLLMSettings = msgspec.field(default_factory=LiteLLMSettings)
     general_settings: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
     path: str | None = None  # where it was loaded from, for paths relative to it
@@ -71,6 +88,7 @@ class Config(msgspec.Struct, kw_only=True):
 
 _ENV = "os.environ/"
 _AT = re.compile(r" - at `\$\.?(.*)`$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _resolve_env(node: Any, path: str) -> Any:
@@ -108,6 +126,10 @@ def unsupported_keys(raw: dict[str, Any]) -> list[str]:
 
 
 def _check(config: Config) -> None:
+    for i, key in enumerate(config.keys):
+        if not _SHA256.fullmatch(key.key_hash):
+            raise ConfigError(f"`keys[{i}].key_hash`: must be the sha256 hex digest of the key "
+                              "(asgi-llm --hash-key KEY prints it), not the key itself")
     if not config.model_list:
         raise ConfigError("`model_list`: no models configured")
     for i, entry in enumerate(config.model_list):

@@ -6,13 +6,24 @@ partial event is closed and the stream ends with ``data: {"error": ...}`` and
 ``data: [DONE]``. A non-SSE response that already started cannot be repaired: it is
 logged and the connection is left for the server to close. Nothing reaches the
 client as a traceback.
+
+Before rendering, every callback's ``async_post_call_failure_hook`` runs in config
+order; the first ``HTTPException`` one returns or raises replaces the client's
+error. Other exceptions from a failure hook are logged and ignored.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
+from starlette.exceptions import HTTPException
+
+from asgi_llm.auth_types import UserAPIKeyAuth
+from asgi_llm.context import get_context
 from asgi_llm.errors import GatewayError, send_json_error, to_gateway_error
+from asgi_llm.hooks import with_hook
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("asgi_llm.errors")
@@ -40,8 +51,9 @@ def _is_sse(message: Message) -> bool:
 class Errors:
     """Render every error raised below it; see the module docstring for the two regimes."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, callbacks: Sequence[Any] = ()) -> None:
         self.app = app
+        self.failure_hooks = with_hook(list(callbacks), "async_post_call_failure_hook")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,7 +75,25 @@ class Errors:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:  # the error boundary: everything below ends here
-            await self.render(exc, progress, send)
+            replaced = await self.run_failure_hooks(scope, exc) if self.failure_hooks else None
+            await self.render(replaced or exc, progress, send)
+
+    async def run_failure_hooks(self, scope: Scope, exc: Exception) -> HTTPException | None:
+        ctx = get_context(scope)
+        data = ctx.body if ctx is not None and ctx.body is not None else {}
+        auth = ctx.auth if ctx is not None and ctx.auth is not None else UserAPIKeyAuth(request_route=scope["path"])
+        for callback in self.failure_hooks:
+            try:
+                result = await callback.async_post_call_failure_hook(
+                    request_data=data, original_exception=exc, user_api_key_dict=auth)
+            except HTTPException as raised:
+                return raised
+            except Exception:
+                log.exception("async_post_call_failure_hook of %s failed; ignored", type(callback).__name__)
+                continue
+            if isinstance(result, HTTPException):
+                return result
+        return None
 
     async def render(self, exc: Exception, progress: _Progress, send: Send) -> None:
         err = to_gateway_error(exc)

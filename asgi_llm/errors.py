@@ -65,6 +65,10 @@ class GatewayError(Exception):
         self.type = type or error_type(status)
         self.headers = headers or {}
 
+    @property
+    def status_code(self) -> int:  # the name hooks written for LiteLLM/FastAPI look for
+        return self.status
+
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 

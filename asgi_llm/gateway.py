@@ -3,7 +3,9 @@
 This is the one module of ``asgi_llm`` allowed to import ``middlewares``. The
 order is a contract (request-side outer to inner, response-side inner to outer)::
 
-    Errors -> Ingest -> Auth (when master_key is set) -> UpstreamApp (or Replay(app))
+    Errors -> Ingest -> Auth -> EnforceUserParam -> CallHooks -> UpstreamApp (or Replay(app))
+
+A layer whose setting is off (no keys, no callbacks...) is left out, so it costs nothing.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ import os
 
 import aiohttp
 
+from asgi_llm.cache import DualCache
+from asgi_llm.callbacks import load_callbacks
 from asgi_llm.config import Config, load_config
 from asgi_llm.error_layer import Errors
+from asgi_llm.hooks import CustomLogger
 from asgi_llm.ingest import Ingest
 from asgi_llm.replay import Replay
 from asgi_llm.router import Router
 from asgi_llm.types import ASGIApp, Receive, Scope, Send
 from asgi_llm.upstream import UpstreamApp
 from middlewares.auth import Auth
+from middlewares.call_hooks import CallHooks
+from middlewares.user_param import EnforceUserParam
 
 log = logging.getLogger("asgi_llm")
 CONFIG_ENV = "ASGI_LLM_CONFIG"
@@ -29,11 +36,14 @@ CONFIG_ENV = "ASGI_LLM_CONFIG"
 class Gateway:
     """The assembled stack; an ASGI app. ``layers`` names them outer to inner."""
 
-    def __init__(self, config: Config, *, app: ASGIApp | None = None,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, config: Config, *, app: ASGIApp | None = None, session: aiohttp.ClientSession | None = None,
+                 callbacks: list[CustomLogger] | None = None) -> None:
         general = config.general_settings
         limit = int(general.max_request_size_mb * 1024 * 1024)
         self.config = config
+        self.callbacks = callbacks if callbacks is not None else load_callbacks(
+            config.litellm_settings.callbacks, config.path)
+        self.cache = DualCache()
         self.upstream: UpstreamApp | None = None
         inner: ASGIApp
         if app is None:
@@ -42,11 +52,17 @@ class Gateway:
             inner, self.layers = self.upstream, ["UpstreamApp"]
         else:
             inner, self.layers = Replay(app), ["Replay"]
-        if general.master_key:
-            inner = Auth(inner, master_key=general.master_key)
+        if self.callbacks:
+            inner = CallHooks(inner, callbacks=self.callbacks, cache=self.cache)
+            self.layers.insert(0, "CallHooks")
+        if general.enforce_user_param:
+            inner = EnforceUserParam(inner)
+            self.layers.insert(0, "EnforceUserParam")
+        if general.master_key or config.keys:
+            inner = Auth(inner, master_key=general.master_key, keys=config.keys)
             self.layers.insert(0, "Auth")
         inner = Ingest(inner, max_body_bytes=limit)
-        self.app: ASGIApp = Errors(inner)
+        self.app: ASGIApp = Errors(inner, callbacks=self.callbacks)
         self.layers[:0] = ["Errors", "Ingest"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,5 +1,7 @@
 """asgi-llm's policy layers: one pure-ASGI middleware per module, built on ``asgi_llm``'s public API."""
 
-from middlewares.auth import Auth
+from middlewares.auth import Auth, hash_key
+from middlewares.call_hooks import CallHooks
+from middlewares.user_param import EnforceUserParam
 
-__all__ = ["Auth"]
+__all__ = ["Auth", "CallHooks", "EnforceUserParam", "hash_key"]

@@ -1,26 +1,40 @@
-"""``Auth``: require the gateway's master key and record who is calling.
+"""``Auth``: require a known key and record who is calling.
 
-Contract: every request except the health routes must carry the key as
-``Authorization: Bearer <key>`` (or ``api-key: <key>``, as Azure clients send it);
-a missing or wrong key gets 401 before anything else runs. The comparison is in
-constant time over sha256 digests, so neither content nor length leaks through
-timing. The caller is stored on the request context as ``UserAPIKeyAuth`` with
-the key's hash, never the key. The key itself is never forwarded (the terminal
-app sends only the deployment's key).
+Contract: every request except the health routes must carry a key as
+``Authorization: Bearer <key>`` (or ``api-key: <key>``, as Azure clients send it):
+the master key or one of the virtual ``keys`` (stored only as sha256 digests). A
+missing or unknown key gets 401 before anything else runs; a virtual key calling a
+model outside its ``models`` gets 403. The master key is compared in constant time
+over digests; virtual keys are found by their digest, so no key is ever held in
+memory or compared as text. The caller is stored on the request context as
+``UserAPIKeyAuth`` with the key's hash, never the key, and the key itself is never
+forwarded (the terminal app sends only the deployment's key).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 
-from asgi_llm import GatewayError, Receive, Scope, Send, UserAPIKeyAuth, get_context, local_path
-from asgi_llm.types import ASGIApp
+from asgi_llm import (
+    ASGIApp,
+    GatewayError,
+    Receive,
+    RequestContext,
+    Scope,
+    Send,
+    UserAPIKeyAuth,
+    VirtualKey,
+    get_context,
+    local_path,
+)
 
 OPEN_PATHS = frozenset({"/health/liveliness", "/health/readiness", "/health/liveness"})
 
 
 def hash_key(key: str) -> str:
+    """The form a key is stored in: its sha256 hex digest."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -37,15 +51,20 @@ def presented_key(scope: Scope) -> str | None:
     return api_key or None
 
 
-class Auth:
-    """401 unless the master key is presented; see the module docstring."""
+def _end_user(ctx: RequestContext) -> str | None:
+    user = ctx.body.get("user") if ctx.body is not None else None
+    return user if isinstance(user, str) else None
 
-    def __init__(self, app: ASGIApp, *, master_key: str) -> None:
-        if not master_key:
-            raise ValueError("Auth needs a non-empty master_key")
+
+class Auth:
+    """401 unless a known key is presented, 403 for a model the key may not use."""
+
+    def __init__(self, app: ASGIApp, *, master_key: str | None = None, keys: Sequence[VirtualKey] = ()) -> None:
+        if not master_key and not keys:
+            raise ValueError("Auth needs a master_key or at least one virtual key")
         self.app = app
-        self._digest = hashlib.sha256(master_key.encode()).digest()
-        self._hash = self._digest.hex()
+        self._master = hashlib.sha256(master_key.encode()).digest() if master_key else None
+        self._keys = {k.key_hash: k for k in keys}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or local_path(scope) in OPEN_PATHS:
@@ -55,12 +74,27 @@ class Auth:
         if key is None:
             raise GatewayError(401, "Missing API key: send it as 'Authorization: Bearer <key>'.",
                                code="missing_api_key")
-        if not hmac.compare_digest(hashlib.sha256(key.encode()).digest(), self._digest):
-            raise GatewayError(401, "Invalid API key.", code="invalid_api_key")
+        digest = hashlib.sha256(key.encode()).digest()
+        virtual = None
+        if self._master is None or not hmac.compare_digest(digest, self._master):
+            virtual = self._keys.get(digest.hex())
+            if virtual is None:
+                raise GatewayError(401, "Invalid API key.", code="invalid_api_key")
         ctx = get_context(scope)
         if ctx is not None:
-            body_user = ctx.body.get("user") if ctx.body is not None else None
-            ctx.auth = UserAPIKeyAuth(api_key=self._hash, key_alias="master_key", user_id="default_user_id",
-                                      end_user_id=body_user if isinstance(body_user, str) else None,
-                                      request_route=scope["path"])
+            ctx.auth = self.caller(ctx, digest.hex(), virtual, scope["path"])
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def caller(ctx: RequestContext, key_hash: str, key: VirtualKey | None, route: str) -> UserAPIKeyAuth:
+        if key is None:
+            return UserAPIKeyAuth(api_key=key_hash, key_alias="master_key", user_id="default_user_id",
+                                  end_user_id=_end_user(ctx), request_route=route)
+        model = ctx.model
+        if key.models and model is not None and model not in key.models:
+            raise GatewayError(403, f"This key may not use model {model!r}; it may use: {', '.join(key.models)}.",
+                               param="model", code="model_not_allowed")
+        return UserAPIKeyAuth(api_key=key_hash, key_alias=key.key_alias, user_id=key.user_id, team_id=key.team_id,
+                              end_user_id=_end_user(ctx), metadata=dict(key.metadata), models=list(key.models),
+                              rpm_limit=key.rpm_limit, tpm_limit=key.tpm_limit,
+                              max_parallel_requests=key.max_parallel_requests, request_route=route)
