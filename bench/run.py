@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-CHAT = '{"model":"bench-model","messages":[{"role":"user","content":"Say hello in five words."}]%s}'
+CHAT = '{"model":"bench-model","user":"bench","messages":[{"role":"user","content":"Say hello in five words."}]%s}'
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -108,25 +108,31 @@ def main() -> None:
             env = {"BENCH_UPSTREAM": upstream, "BENCH_CLIENT": client}
             with server([*uvicorn, "bench.passthrough:app", "--port", str(port)], port, "0", env) as pid:
                 results[f"passthrough ({client})"] = {n: wrk(port, c, args.seconds, s, pid) for n, c, s in scenarios}
-        config = Path(tempfile.mkstemp(suffix=".yaml")[1])
-        config.write_text(f"model_list:\n  - model_name: bench-model\n    litellm_params:\n"
-                          f"      model: openai/bench-model\n      api_base: {upstream}/v1\n"
-                          f"      api_key: sk-upstream\n")
-        port = free_port()
-        cmd = [PY, "-m", "asgi_llm", "--config", str(config), "--port", str(port), "--log-level", "warning"]
-        with server(cmd, port, "0") as pid:
-            results["asgi-llm (no hooks)"] = {n: wrk(port, c, args.seconds, s, pid) for n, c, s in scenarios}
-        config.unlink()
+        models = (f"model_list:\n  - model_name: bench-model\n    litellm_params:\n"
+                  f"      model: openai/bench-model\n      api_base: {upstream}/v1\n      api_key: sk-upstream\n")
+        gateways = {
+            "asgi-llm (no hooks)": models,
+            "asgi-llm (pre-call+user)": models + "litellm_settings:\n  callbacks: bench.noop_hooks.noop\n"
+                                                "general_settings:\n  enforce_user_param: true\n",
+        }
+        for who, text in gateways.items():
+            config = Path(tempfile.mkstemp(suffix=".yaml")[1])
+            config.write_text(text)
+            port = free_port()
+            cmd = [PY, "-m", "asgi_llm", "--config", str(config), "--port", str(port), "--log-level", "warning"]
+            with server(cmd, port, "0") as pid:
+                results[who] = {n: wrk(port, c, args.seconds, s, pid) for n, c, s in scenarios}
+            config.unlink()
     report(results, [name for name, _, _ in scenarios])
 
 
 def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]) -> None:
-    print(f"\n{'server':<24}{'scenario':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
+    print(f"\n{'server':<27}{'scenario':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
     for who, runs in results.items():
         for name in scenarios:
             r = runs[name]
             cpu = f"{r['cpu_ms']:.3f}" if r["cpu_ms"] else "-"
-            print(f"{who:<24}{name:<14}{r['rps']:>9.0f}{r['p50']:>9.3f}{r['p99']:>9.3f}{cpu:>12}")
+            print(f"{who:<27}{name:<14}{r['rps']:>9.0f}{r['p50']:>9.3f}{r['p99']:>9.3f}{cpu:>12}")
     gateway = results["asgi-llm (no hooks)"]
     print("\nasgi-llm against the fastest passthrough in this run (throughput ratio, added p50):")
     for name in scenarios:
@@ -135,6 +141,12 @@ def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]
         g = gateway[name]
         print(f"  {name:<12} {g['rps'] / best['rps']:6.1%} of {best['rps']:.0f} req/s, "
               f"p50 {g['p50'] - best['p50']:+.3f} ms, CPU/req {g['cpu_ms'] - best['cpu_ms']:+.3f} ms")
+    print("\nhook scenarios against asgi-llm with no hooks (throughput ratio, added p50):")
+    for who, runs in results.items():
+        if who.startswith("asgi-llm (") and runs is not gateway:
+            for name in scenarios:
+                r, g = runs[name], gateway[name]
+                print(f"  {who:<26} {name:<12} {r['rps'] / g['rps']:6.1%}, p50 {r['p50'] - g['p50']:+.3f} ms")
 
 
 if __name__ == "__main__":
