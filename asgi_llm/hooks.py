@@ -48,6 +48,19 @@ class CustomLogger:
         async for item in response:
             yield item
 
+    # ---- prompt management (a manager returns the three values, all applied) ----
+    def get_chat_completion_prompt(self, model: str, messages: list[Any], non_default_params: dict[str, Any],
+                                   prompt_id: str | None, prompt_variables: dict[str, Any] | None,
+                                   dynamic_callback_params: dict[str, Any]) -> tuple[str, list[Any], dict[str, Any]]:
+        return model, messages, non_default_params
+
+    async def async_get_chat_completion_prompt(
+            self, model: str, messages: list[Any], non_default_params: dict[str, Any], prompt_id: str | None,
+            prompt_variables: dict[str, Any] | None, dynamic_callback_params: dict[str, Any],
+    ) -> tuple[str, list[Any], dict[str, Any]]:
+        return self.get_chat_completion_prompt(model, messages, non_default_params, prompt_id, prompt_variables,
+                                               dynamic_callback_params)
+
     # ---- logging hooks ----
     def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
         pass
