@@ -17,6 +17,18 @@ from asgi_llm.error_layer import Errors
 from asgi_llm.errors import GatewayError, detail_message, send_json_error, to_gateway_error
 from asgi_llm.hooks import CustomLogger, get_formatted_prompt, overrides, with_hook
 from asgi_llm.ingest import Ingest
+from asgi_llm.langfuse import LangfusePrompts
+from asgi_llm.prompt_store import PromptStore
+from asgi_llm.prompts import (
+    AllMessageValues,
+    CustomPromptManagement,
+    PromptManagementBase,
+    StandardCallbackDynamicParams,
+    accepts,
+    is_manager,
+    manager_name,
+    run_manager,
+)
 from asgi_llm.reject import send_rejection
 from asgi_llm.replay import Replay
 from asgi_llm.response import Obj, ObjList, unwrap, wrap
@@ -29,7 +41,9 @@ if TYPE_CHECKING:
     from asgi_llm.gateway import Gateway, create_app
 
 __all__ = [
-    "CONTEXT_KEY", "LLM_ROUTES", "ASGIApp", "Config", "ConfigError", "CustomLogger", "Deployment", "DualCache",
+    "CONTEXT_KEY", "LLM_ROUTES", "ASGIApp", "AllMessageValues", "Config", "ConfigError", "CustomLogger",
+    "CustomPromptManagement", "Deployment", "DualCache", "LangfusePrompts", "PromptManagementBase", "PromptStore",
+    "StandardCallbackDynamicParams", "accepts", "is_manager", "manager_name", "run_manager",
     "Errors", "Gateway", "GatewayError", "Ingest", "Message", "Obj", "ObjList", "Receive", "Replay",
     "RequestContext", "Route", "Router", "Scope", "Send", "UpstreamApp", "UserAPIKeyAuth", "VirtualKey",
     "create_app", "detail_message", "get_context", "get_formatted_prompt", "load_callbacks", "load_config",

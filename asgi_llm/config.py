@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import yaml
 
-PROVIDERS = ("mock", "openai")
+PROVIDERS = ("langfuse", "mock", "openai")  # langfuse/<model_name>: prompt from Langfuse, then <model_name>
 
 
 class ConfigError(Exception):
@@ -31,6 +31,14 @@ class LiteLLMParams(msgspec.Struct, kw_only=True):
     stream_timeout: float | None = None
     max_retries: int | None = None
     mock_response: str | None = None
+    # prompt management: defaults for requests to this model (the request body wins)
+    prompt_id: str | None = None
+    prompt_variables: dict[str, Any] | None = None
+    prompt_label: str | None = None
+    prompt_version: int | None = None
+    langfuse_public_key: str | None = None
+    langfuse_secret_key: str | None = None
+    langfuse_host: str | None = None
 
 
 class ModelEntry(msgspec.Struct, kw_only=True):
@@ -57,6 +65,14 @@ class UpstreamSettings(msgspec.Struct, kw_only=True):
     max_retry_wait: float = 30.0  # cap on any wait, Retry-After included
 
 
+class PromptSettings(msgspec.Struct, kw_only=True):
+    """``prompts:`` (asgi-llm's own section): the prompt store folder and prompt caching."""
+
+    path: str | None = None  # folder (or file) of prompt YAML, relative to the config file
+    check_interval: float = 1.0  # seconds between checks of the files for changes
+    langfuse_cache_ttl: float = 60.0  # seconds a Langfuse prompt is served before a background refresh
+
+
 class GeneralSettings(msgspec.Struct, kw_only=True):
     master_key: str | None = None
     enforce_user_param: bool = False
@@ -81,6 +97,7 @@ class VirtualKey(msgspec.Struct, kw_only=True):
 class Config(msgspec.Struct, kw_only=True):
     model_list: list[ModelEntry] = msgspec.field(default_factory=list)
     keys: list[VirtualKey] = msgspec.field(default_factory=list)
+    prompts: PromptSettings = msgspec.field(default_factory=PromptSettings)
     litellm_settings: LiteLLMSettings = msgspec.field(default_factory=LiteLLMSettings)
     general_settings: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
     path: str | None = None  # where it was loaded from, for paths relative to it
@@ -154,6 +171,8 @@ def parse_config(raw: Any, path: str | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"the config must be a mapping, not {type(raw).__name__}")
     resolved = _resolve_env(raw, "")
+    if isinstance(resolved.get("prompts"), str):  # `prompts: folder/` is short for `prompts: {path: folder/}`
+        resolved["prompts"] = {"path": resolved["prompts"]}
     try:
         config = msgspec.convert(resolved, Config, strict=False)
     except msgspec.ValidationError as exc:

@@ -3,7 +3,7 @@
 This is the one module of ``asgi_llm`` allowed to import ``middlewares``. The
 order is a contract (request-side outer to inner, response-side inner to outer)::
 
-    Errors -> Ingest -> Auth -> EnforceUserParam -> CallHooks -> UpstreamApp (or Replay(app))
+    Errors -> Ingest -> Auth -> EnforceUserParam -> PromptTemplating -> CallHooks -> UpstreamApp (or Replay(app))
 
 A layer whose setting is off (no keys, no callbacks...) is left out, so it costs nothing.
 """
@@ -21,12 +21,16 @@ from asgi_llm.config import Config, load_config
 from asgi_llm.error_layer import Errors
 from asgi_llm.hooks import CustomLogger
 from asgi_llm.ingest import Ingest
+from asgi_llm.langfuse import LangfusePrompts
+from asgi_llm.prompt_store import PromptStore
+from asgi_llm.prompts import is_manager
 from asgi_llm.replay import Replay
 from asgi_llm.router import Router
 from asgi_llm.types import ASGIApp, Receive, Scope, Send
 from asgi_llm.upstream import UpstreamApp
 from middlewares.auth import Auth
 from middlewares.call_hooks import CallHooks
+from middlewares.prompt_templating import PromptTemplating
 from middlewares.user_param import EnforceUserParam
 
 log = logging.getLogger("asgi_llm")
@@ -55,6 +59,7 @@ class Gateway:
         if self.callbacks:
             inner = CallHooks(inner, callbacks=self.callbacks, cache=self.cache)
             self.layers.insert(0, "CallHooks")
+        inner = self._prompts(config, inner)
         if general.enforce_user_param:
             inner = EnforceUserParam(inner)
             self.layers.insert(0, "EnforceUserParam")
@@ -65,10 +70,30 @@ class Gateway:
         self.app: ASGIApp = Errors(inner, callbacks=self.callbacks)
         self.layers[:0] = ["Errors", "Ingest"]
 
+    def _prompts(self, config: Config, inner: ASGIApp) -> ASGIApp:
+        """PromptTemplating, when anything can manage prompts: managers, a store, Langfuse."""
+        settings = config.prompts
+        managers: list[object] = [cb for cb in self.callbacks if is_manager(cb)]
+        self.store: PromptStore | None = None
+        if settings.path is not None:
+            base = os.path.dirname(config.path) if config.path else os.getcwd()
+            self.store = PromptStore(os.path.join(base, settings.path), settings.check_interval)
+            managers.append(self.store)
+        upstream = self.upstream
+        session = (lambda: upstream.forwarder.session) if upstream is not None else None
+        self.langfuse = LangfusePrompts(session, ttl=settings.langfuse_cache_ttl)
+        wanted = any(e.litellm_params.model.startswith("langfuse/") for e in config.model_list) or \
+            "LANGFUSE_PUBLIC_KEY" in os.environ
+        if not managers and not wanted:
+            return inner
+        self.layers.insert(0, "PromptTemplating")
+        return PromptTemplating(inner, managers=managers, router=Router(config), langfuse=self.langfuse)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
 
     async def aclose(self) -> None:
+        await self.langfuse.aclose()
         if self.upstream is not None:
             await self.upstream.aclose()
 

@@ -19,7 +19,7 @@ OPENAI_BASE = "https://api.openai.com/v1"
 class Deployment:
     """One resolved ``model_list`` entry, ready to call."""
 
-    __slots__ = ("api_base", "api_key", "mock_response", "model", "model_info", "model_name", "provider",
+    __slots__ = ("api_base", "api_key", "mock_response", "model", "model_info", "model_name", "prompt", "provider",
                  "retries", "stream_timeout", "timeout")
 
     def __init__(self, entry: ModelEntry, config: Config) -> None:
@@ -34,6 +34,9 @@ class Deployment:
         self.retries = max(0, params.max_retries if params.max_retries is not None else settings.num_retries)
         self.mock_response = params.mock_response
         self.model_info = entry.model_info
+        prompt_keys = ("prompt_id", "prompt_variables", "prompt_label", "prompt_version", "langfuse_public_key",
+                       "langfuse_secret_key", "langfuse_host")
+        self.prompt = {k: getattr(params, k) for k in prompt_keys if getattr(params, k) is not None}
 
     def __repr__(self) -> str:  # never shows the key
         return f"Deployment({self.model_name!r} -> {self.provider}/{self.model} at {self.api_base})"
@@ -51,6 +54,13 @@ class Router:
         self._cycles: dict[str, Iterator[Deployment]] = {
             name: itertools.cycle(deps) for name, deps in groups.items() if len(deps) > 1
         }
+
+    def find(self, model: str) -> Deployment | None:
+        """A deployment of ``model`` (the first), or None; for settings, not for routing."""
+        found = self._single.get(model)
+        if found is None and model in self._cycles:
+            found = next(self._cycles[model])
+        return found
 
     def pick(self, model: str | None) -> Deployment:
         if model is not None:

@@ -33,6 +33,19 @@ class ChatRequest(msgspec.Struct):
     model: str
     messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
     stream: bool | None = None
+    prompt_variables: dict[str, Any] | None = None  # a model's configured prompt may take them
+
+
+class PromptChatRequest(msgspec.Struct):
+    """A chat request naming a stored prompt: the prompt supplies the messages."""
+
+    model: str
+    prompt_id: str
+    messages: list[Message] = msgspec.field(default_factory=list)
+    prompt_variables: dict[str, Any] | None = None
+    prompt_label: str | None = None
+    prompt_version: int | str | None = None
+    stream: bool | None = None
 
 
 class CompletionRequest(msgspec.Struct):
@@ -69,6 +82,8 @@ def param_of(message: str) -> str | None:
 def validate(body: dict[str, Any], call_type: str) -> bool:
     """Check the fields we act on; return ``stream``. Raise a 400 naming the field."""
     schema = SCHEMAS.get(call_type, ModelRequest)
+    if schema is ChatRequest and "prompt_id" in body:
+        schema = PromptChatRequest
     try:
         view = msgspec.convert(body, schema)
     except msgspec.ValidationError as exc:

@@ -99,6 +99,9 @@ class UpstreamApp:
         if dep.provider == "mock":
             await mock.answer(dep, ctx, send)
             return
+        if dep.provider == "langfuse":  # PromptTemplating resolves these before they get here
+            raise GatewayError(400, f"Model {dep.model_name!r} takes its prompt from Langfuse: send it as a chat "
+                               "completion.", param="model", code="prompt_model_on_wrong_route")
         body = upstream_body(ctx.body, dep.model)
         headers = request_headers(dep, scope["headers"], None)
         async with DisconnectWatch(receive) as watch:

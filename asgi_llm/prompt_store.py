@@ -1,0 +1,192 @@
+"""The built-in prompt store: versioned, labelled prompt templates in YAML files.
+
+A file holds one prompt (``id``, ``versions``) or many (``prompts: [...]``). A
+version has ``labels`` (``production``, ``staging``...), a ``template`` (text, sent
+as one user message) or chat ``messages``, an optional ``model`` and ``params``,
+and declared ``variables`` with a ``type`` (string, number, boolean, enum with
+``values``) and an optional ``default``. Templates use Langfuse's ``{{ name }}``.
+
+Rendering is strict: a missing required variable, an undeclared one or a value of
+the wrong type gets a 400 naming each offender; values are inserted as text in
+one pass, never evaluated. Resolution: ``prompt_version`` > ``prompt_label`` > the
+``production`` label > the newest version; an unknown id, version or label gets
+404. Files are re-read when they change (checked at most every
+``check_interval`` seconds); a broken file keeps its last good prompts and logs why.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from asgi_llm.errors import GatewayError
+from asgi_llm.prompts import CustomPromptManagement
+
+log = logging.getLogger("asgi_llm.prompts")
+_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float), "boolean": (bool,), "enum": (str,)}
+
+
+class Variable(msgspec.Struct, forbid_unknown_fields=True):
+    type: Literal["string", "number", "boolean", "enum"] = "string"
+    values: list[str] = msgspec.field(default_factory=list)
+    default: Any = msgspec.UNSET
+
+
+class TemplateMessage(msgspec.Struct, forbid_unknown_fields=True):
+    role: str
+    content: str
+
+
+class Version(msgspec.Struct, forbid_unknown_fields=True):
+    version: int
+    labels: list[str] = msgspec.field(default_factory=list)
+    template: str | None = None
+    messages: list[TemplateMessage] | None = None
+    model: str | None = None
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    variables: dict[str, Variable] = msgspec.field(default_factory=dict)
+
+
+class Prompt(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    versions: list[Version]
+
+
+class Compiled:
+    """One version, its templates split once into literal text and variable names."""
+
+    def __init__(self, prompt_id: str, v: Version) -> None:
+        self.prompt_id, self.version, self.labels = prompt_id, v.version, set(v.labels)
+        self.model, self.params, self.variables = v.model, v.params, v.variables
+        if (v.template is None) == (v.messages is None):
+            raise ValueError(f"version {v.version}: give exactly one of `template` and `messages`")
+        sources = [("user", v.template)] if v.template is not None else [(m.role, m.content) for m in v.messages or []]
+        self.parts = [(role, _VAR.split(text)) for role, text in sources]  # odd indexes are variable names
+        for name, spec in v.variables.items():
+            if spec.type == "enum" and not spec.values:
+                raise ValueError(f"version {v.version}: enum variable {name!r} needs `values`")
+        undeclared = {name for _, parts in self.parts for name in parts[1::2]} - set(v.variables)
+        if undeclared:
+            raise ValueError(f"version {v.version}: template uses undeclared {', '.join(sorted(undeclared))}")
+
+    def render(self, given: dict[str, Any]) -> list[dict[str, Any]]:
+        values, problems = {}, []
+        for name in sorted(set(given) - set(self.variables)):
+            problems.append(f"{name} (not declared)")
+        for name, spec in self.variables.items():
+            if name not in given:
+                if spec.default is msgspec.UNSET:
+                    problems.append(f"{name} (missing, required)")
+                else:
+                    values[name] = spec.default
+                continue
+            value = given[name]
+            if not isinstance(value, _TYPES[spec.type]) or (spec.type != "boolean" and isinstance(value, bool)):
+                problems.append(f"{name} (expected {spec.type}, got {type(value).__name__})")
+            elif spec.type == "enum" and value not in spec.values:
+                problems.append(f"{name} (expected one of {', '.join(spec.values)}, got {value!r})")
+            else:
+                values[name] = value
+        if problems:
+            raise GatewayError(400, f"Invalid prompt_variables for prompt {self.prompt_id!r} version {self.version}: "
+                               + "; ".join(problems), param="prompt_variables", code="invalid_prompt_variables")
+        text = {k: (("true" if v else "false") if isinstance(v, bool) else str(v)) for k, v in values.items()}
+        return [{"role": role, "content": "".join(p if i % 2 == 0 else text[p] for i, p in enumerate(parts))}
+                for role, parts in self.parts]
+
+
+def parse_file(raw: Any) -> list[Prompt]:
+    items = raw.get("prompts") if isinstance(raw, dict) and "prompts" in raw else [raw]
+    return msgspec.convert(items, list[Prompt])
+
+
+class PromptStore(CustomPromptManagement):
+    """The store as a prompt manager; see the module docstring."""
+
+    def __init__(self, path: str | Path, check_interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.check_interval = check_interval
+        self._files: dict[Path, tuple[int, int]] = {}  # path -> (mtime_ns, size) last read
+        self._by_file: dict[Path, dict[str, list[Compiled]]] = {}
+        self.prompts: dict[str, list[Compiled]] = {}
+        self._checked = 0.0
+        self.refresh(force=True)
+
+    @property
+    def integration_name(self) -> str:
+        return "prompt-store"
+
+    def should_run_prompt_management(self, prompt_id: str | None, dynamic_callback_params: dict[str, Any]) -> bool:
+        return prompt_id is not None
+
+    def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < self.check_interval:
+            return
+        self._checked = now
+        files = sorted(self.path.glob("*.y*ml")) if self.path.is_dir() else [self.path]
+        seen = {f: (st.st_mtime_ns, st.st_size) for f in files if f.suffix in (".yaml", ".yml")
+                for st in [f.stat()]}
+        if seen == self._files:
+            return
+        for file in set(self._by_file) - set(seen):
+            del self._by_file[file]
+        for file, stamp in seen.items():
+            if self._files.get(file) != stamp:
+                self._load(file)
+        self._files = seen
+        merged: dict[str, list[Compiled]] = {}
+        for file in sorted(self._by_file):
+            for prompt_id, versions in self._by_file[file].items():
+                if prompt_id in merged:
+                    log.error("prompt %r in %s is already defined in another file; ignored", prompt_id, file)
+                else:
+                    merged[prompt_id] = versions
+        self.prompts = merged
+
+    def _load(self, file: Path) -> None:
+        try:
+            prompts = parse_file(yaml.safe_load(file.read_text(encoding="utf-8")))
+            loaded = {p.id: sorted((Compiled(p.id, v) for v in p.versions), key=lambda c: c.version)
+                      for p in prompts}
+        except (OSError, yaml.YAMLError, msgspec.ValidationError, ValueError) as exc:
+            kept = "keeping its last good version" if file in self._by_file else "no prompts loaded from it"
+            log.error("prompt file %s is broken (%s); %s", file, exc, kept)
+            return
+        self._by_file[file] = loaded
+
+    def resolve(self, prompt_id: str, version: Any = None, label: str | None = None) -> Compiled:
+        self.refresh()
+        versions = self.prompts.get(prompt_id)
+        if not versions:
+            raise GatewayError(404, f"Prompt {prompt_id!r} is not in the prompt store.", param="prompt_id",
+                               code="prompt_not_found")
+        if version is not None:
+            found = [v for v in versions if str(v.version) == str(version)]
+            what, param = f"version {version!r}", "prompt_version"
+        elif label is not None:
+            found = [v for v in versions if label in v.labels]
+            what, param = f"label {label!r}", "prompt_label"
+        else:
+            found = [v for v in versions if "production" in v.labels] or versions
+            what, param = "", None
+        if not found:
+            raise GatewayError(404, f"Prompt {prompt_id!r} has no {what}.", param=param, code="prompt_not_found")
+        return found[-1]
+
+    async def async_get_chat_completion_prompt(
+            self, model: str, messages: list[Any], non_default_params: dict[str, Any], prompt_id: str | None,
+            prompt_variables: dict[str, Any] | None, dynamic_callback_params: dict[str, Any],
+    ) -> tuple[str, list[Any], dict[str, Any]]:
+        assert prompt_id is not None
+        chosen = self.resolve(prompt_id, dynamic_callback_params.get("prompt_version"),
+                              dynamic_callback_params.get("prompt_label"))
+        rendered = chosen.render(prompt_variables or {})
+        return chosen.model or model, rendered + messages, {**chosen.params, **non_default_params}
