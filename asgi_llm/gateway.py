@@ -19,7 +19,7 @@ from asgi_llm.cache import DualCache
 from asgi_llm.callbacks import load_callbacks
 from asgi_llm.config import Config, load_config
 from asgi_llm.error_layer import Errors
-from asgi_llm.hooks import CustomLogger
+from asgi_llm.hooks import CustomLogger, overrides
 from asgi_llm.ingest import Ingest
 from asgi_llm.langfuse import LangfusePrompts
 from asgi_llm.prompt_store import PromptStore
@@ -56,7 +56,8 @@ class Gateway:
             inner, self.layers = self.upstream, ["UpstreamApp"]
         else:
             inner, self.layers = Replay(app), ["Replay"]
-        if self.callbacks:
+        if any(overrides(cb, h) for cb in self.callbacks
+               for h in ("async_pre_call_hook", "async_post_call_success_hook")):
             inner = CallHooks(inner, callbacks=self.callbacks, cache=self.cache)
             self.layers.insert(0, "CallHooks")
         inner = self._prompts(config, inner)
@@ -78,7 +79,7 @@ class Gateway:
         if settings.path is not None:
             base = os.path.dirname(config.path) if config.path else os.getcwd()
             self.store = PromptStore(os.path.join(base, settings.path), settings.check_interval)
-            managers.append(self.store)
+            managers.insert(0, self.store)
         upstream = self.upstream
         session = (lambda: upstream.forwarder.session) if upstream is not None else None
         self.langfuse = LangfusePrompts(session, ttl=settings.langfuse_cache_ttl)
@@ -87,7 +88,8 @@ class Gateway:
         if not managers and not wanted:
             return inner
         self.layers.insert(0, "PromptTemplating")
-        return PromptTemplating(inner, managers=managers, router=Router(config), langfuse=self.langfuse)
+        return PromptTemplating(inner, managers=managers, router=Router(config), langfuse=self.langfuse,
+                                fallback=self.store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)

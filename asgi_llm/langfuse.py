@@ -16,6 +16,7 @@ missing prompt gives 404; Langfuse unreachable with nothing cached gives 502.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import re
@@ -79,12 +80,13 @@ class LangfusePrompts(CustomPromptManagement):
         if self._own is not None:
             await self._own.close()
 
-    async def fetch(self, key: Key, auth: aiohttp.BasicAuth) -> dict[str, Any]:
+    async def fetch(self, key: Key, auth: str) -> dict[str, Any]:
         host, name, version, label = key
         query = {k: v for k, v in (("version", version), ("label", label)) if v is not None}
         url = f"{host}/api/public/v2/prompts/{quote(name, safe='')}"
         try:
-            async with self.session().get(url, params=query, auth=auth, timeout=self.timeout) as resp:
+            headers = {"authorization": auth}
+            async with self.session().get(url, params=query, headers=headers, timeout=self.timeout) as resp:
                 if resp.status == 404:
                     raise GatewayError(404, f"Langfuse has no prompt {name!r}" + "".join(
                         f" with {k} {v!r}" for k, v in query.items()) + ".", param="prompt_id",
@@ -101,7 +103,7 @@ class LangfusePrompts(CustomPromptManagement):
         self.cache[key] = (data, time.monotonic())
         return data
 
-    async def _refresh(self, key: Key, auth: aiohttp.BasicAuth) -> None:
+    async def _refresh(self, key: Key, auth: str) -> None:
         try:
             await self.fetch(key, auth)
         except GatewayError as exc:
@@ -109,7 +111,7 @@ class LangfusePrompts(CustomPromptManagement):
         finally:
             self._refreshing.pop(key, None)
 
-    async def get(self, key: Key, auth: aiohttp.BasicAuth) -> dict[str, Any]:
+    async def get(self, key: Key, auth: str) -> dict[str, Any]:
         cached = self.cache.get(key)
         if cached is None:
             return await self.fetch(key, auth)
@@ -135,7 +137,8 @@ class LangfusePrompts(CustomPromptManagement):
                                code="prompt_source_not_configured")
         version = params.get("prompt_version")
         key = (host, prompt_id, None if version is None else str(version), params.get("prompt_label"))
-        prompt = await self.get(key, aiohttp.BasicAuth(public, secret))
+        token = base64.b64encode(f"{public}:{secret}".encode()).decode()
+        prompt = await self.get(key, f"Basic {token}")
         found = prompt.get("config")
         config: dict[str, Any] = found if isinstance(found, dict) else {}
         chosen: str = config["model"] if isinstance(config.get("model"), str) else model

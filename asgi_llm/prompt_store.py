@@ -124,7 +124,8 @@ class PromptStore(CustomPromptManagement):
         return "prompt-store"
 
     def should_run_prompt_management(self, prompt_id: str | None, dynamic_callback_params: dict[str, Any]) -> bool:
-        return prompt_id is not None
+        self.refresh()
+        return prompt_id in self.prompts  # other ids are left to the custom managers
 
     def refresh(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -8,8 +8,10 @@ Which manager answers:
 1. a model whose deployment is ``langfuse/<model>``, or a model ``<name>/<model>``
    where ``name`` is a manager's ``custom_logger_name``/``integration_name``: that
    manager, and the request then routes to ``<model>``;
-2. otherwise, when a ``prompt_id`` is present, the managers in order (callbacks in
-   config order, then the prompt store); the first that accepts it answers.
+2. otherwise, when a ``prompt_id`` is present, the managers in order (the prompt
+   store first, for the ids it holds; then callbacks in config order); the first
+   that accepts it answers. An id nobody accepts goes to the ``fallback`` (the
+   store, which answers 404 naming it); without a store it is dropped.
 
 The manager's ``(model, messages, non_default_params)`` all apply: ``model`` routes
 like a client's model (unknown: 404 naming it), ``messages`` replace the request's,
@@ -42,8 +44,10 @@ NOT_PARAMS = frozenset({"model", "messages", "metadata", *PROMPT_FIELDS})
 class PromptTemplating:
     """Apply the selected prompt manager to chat requests; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, managers: Sequence[Any], router: Router, langfuse: Any = None) -> None:
+    def __init__(self, app: ASGIApp, *, managers: Sequence[Any], router: Router, langfuse: Any = None,
+                 fallback: Any = None) -> None:
         self.app = app
+        self.fallback = fallback
         self.router = router
         self.managers = list(managers)
         self.by_name = {name: m for m in self.managers if (name := manager_name(m))}
@@ -82,7 +86,7 @@ class PromptTemplating:
         if manager is None:
             if prompt_id is None:
                 return
-            manager = next((m for m in self.managers if accepts(m, prompt_id, dynamic)), None)
+            manager = next((m for m in self.managers if accepts(m, prompt_id, dynamic)), self.fallback)
             if manager is None:
                 return
         params = {k: v for k, v in body.items() if k not in NOT_PARAMS}

@@ -27,3 +27,24 @@ def test_example_with_master_key() -> None:
     guarded = with_master_key("sk-example")
     assert asyncio.run(_post(guarded)).status_code == 401
     assert asyncio.run(_post(guarded, {"Authorization": "Bearer sk-example"})).status_code == 200
+
+
+def test_example_prompt_store_and_seed_managers() -> None:
+    from asgi_llm.gateway import create_app
+
+    gateway = create_app("examples/prompts_config.yaml")
+    body = {"model": "gpt-4o-mini", "messages": [], "prompt_id": "support-answer",
+            "prompt_variables": {"product": "Acme", "name": "Ann"}}
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=gateway)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://example") as client:
+            stored = await client.post("/v1/chat/completions", json=body)
+            seed = await client.post("/v1/chat/completions", json={
+                "model": "custom-prompt-management/gpt-4", "messages": [{"role": "user", "content": "yo"}]})
+            await gateway.aclose()
+            return [stored, seed]
+
+    stored, seed = asyncio.run(run())
+    assert stored.json()["choices"][0]["message"]["content"].endswith("You said: My name is Ann.")
+    assert seed.json()["model"] == "gpt-4" and seed.json()["choices"][0]["message"]["content"].endswith("yo")

@@ -44,9 +44,11 @@ def test_default_stack_order() -> None:
     config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]}
     assert Gateway(parse_config(config)).layers == ["Errors", "Ingest", "UpstreamApp"]
     config["general_settings"] = {"master_key": "k", "enforce_user_param": True}
-    config["litellm_settings"] = {"callbacks": "examples.custom_callbacks.proxy_handler_instance"}
+    config["litellm_settings"] = {"callbacks": ["examples.custom_callbacks.proxy_handler_instance",
+                                                "examples.custom_prompt.prompt_management"]}
     gateway = Gateway(parse_config(config))
-    assert gateway.layers == ["Errors", "Ingest", "Auth", "EnforceUserParam", "CallHooks", "UpstreamApp"]
+    assert gateway.layers == ["Errors", "Ingest", "Auth", "EnforceUserParam", "PromptTemplating", "CallHooks",
+                              "UpstreamApp"]
     found, app = [], gateway.app
     while app is not None:  # walk the real objects, not the names
         found.append(type(app).__name__)
