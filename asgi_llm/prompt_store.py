@@ -31,6 +31,7 @@ from asgi_llm.prompts import CustomPromptManagement
 log = logging.getLogger("asgi_llm.prompts")
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float), "boolean": (bool,), "enum": (str,)}
+_ABSENT = object()
 
 
 class Variable(msgspec.Struct, forbid_unknown_fields=True):
@@ -75,31 +76,37 @@ class Compiled:
         undeclared = {name for _, parts in self.parts for name in parts[1::2]} - set(v.variables)
         if undeclared:
             raise ValueError(f"version {v.version}: template uses undeclared {', '.join(sorted(undeclared))}")
+        self.declared = frozenset(v.variables)
+        # each message as a str.format template: literal braces escaped, variables as {name} fields;
+        # format_map inserts values as text in one pass, so a value is never itself rendered
+        self.formats = [(role, "".join(p.replace("{", "{{").replace("}", "}}") if i % 2 == 0 else "{" + p + "}"
+                                       for i, p in enumerate(parts))) for role, parts in self.parts]
+        # (name, accepted types, enum values or None, default or UNSET), checked per render
+        self.checks = [(name, _TYPES[spec.type], frozenset(spec.values) if spec.type == "enum" else None,
+                        spec.default) for name, spec in v.variables.items()]
 
     def render(self, given: dict[str, Any]) -> list[dict[str, Any]]:
-        values, problems = {}, []
-        for name in sorted(set(given) - set(self.variables)):
-            problems.append(f"{name} (not declared)")
-        for name, spec in self.variables.items():
-            if name not in given:
-                if spec.default is msgspec.UNSET:
+        values: dict[str, Any] = {}
+        problems = [f"{name} (not declared)" for name in sorted(given.keys() - self.declared)]
+        for name, types, allowed, default in self.checks:
+            value = given.get(name, _ABSENT)
+            if value is _ABSENT:
+                if default is msgspec.UNSET:
                     problems.append(f"{name} (missing, required)")
                 else:
-                    values[name] = spec.default
-                continue
-            value = given[name]
-            if not isinstance(value, _TYPES[spec.type]) or (spec.type != "boolean" and isinstance(value, bool)):
-                problems.append(f"{name} (expected {spec.type}, got {type(value).__name__})")
-            elif spec.type == "enum" and value not in spec.values:
-                problems.append(f"{name} (expected one of {', '.join(spec.values)}, got {value!r})")
+                    values[name] = default
+            elif (type(value) is bool and bool not in types) or not isinstance(value, types):
+                problems.append(f"{name} (expected {self.variables[name].type}, got {type(value).__name__})")
+            elif allowed is not None and value not in allowed:
+                problems.append(f"{name} (expected one of {', '.join(self.variables[name].values)}, got {value!r})")
             else:
                 values[name] = value
         if problems:
             raise GatewayError(400, f"Invalid prompt_variables for prompt {self.prompt_id!r} version {self.version}: "
                                + "; ".join(problems), param="prompt_variables", code="invalid_prompt_variables")
-        text = {k: (("true" if v else "false") if isinstance(v, bool) else str(v)) for k, v in values.items()}
-        return [{"role": role, "content": "".join(p if i % 2 == 0 else text[p] for i, p in enumerate(parts))}
-                for role, parts in self.parts]
+        text = {k: v if type(v) is str else ("true" if v else "false") if type(v) is bool else str(v)
+                for k, v in values.items()}
+        return [{"role": role, "content": template.format_map(text)} for role, template in self.formats]
 
 
 def parse_file(raw: Any) -> list[Prompt]:
@@ -116,6 +123,7 @@ class PromptStore(CustomPromptManagement):
         self._files: dict[Path, tuple[int, int]] = {}  # path -> (mtime_ns, size) last read
         self._by_file: dict[Path, dict[str, list[Compiled]]] = {}
         self.prompts: dict[str, list[Compiled]] = {}
+        self.defaults: dict[str, Compiled] = {}  # per id: the `production` version, else the newest
         self._checked = 0.0
         self.refresh(force=True)
 
@@ -151,6 +159,7 @@ class PromptStore(CustomPromptManagement):
                 else:
                     merged[prompt_id] = versions
         self.prompts = merged
+        self.defaults = {k: ([v for v in vs if "production" in v.labels] or vs)[-1] for k, vs in merged.items() if vs}
 
     def _load(self, file: Path) -> None:
         try:
@@ -165,6 +174,8 @@ class PromptStore(CustomPromptManagement):
 
     def resolve(self, prompt_id: str, version: Any = None, label: str | None = None) -> Compiled:
         self.refresh()
+        if version is None and label is None and prompt_id in self.defaults:
+            return self.defaults[prompt_id]
         versions = self.prompts.get(prompt_id)
         if not versions:
             raise GatewayError(404, f"Prompt {prompt_id!r} is not in the prompt store.", param="prompt_id",

@@ -35,6 +35,9 @@ class CustomPromptManagement(CustomLogger, PromptManagementBase):
         return True
 
 
+_ASYNC: dict[type, bool] = {}  # per manager class: does it override the async method?
+
+
 def is_manager(callback: object) -> bool:
     return overrides(callback, "get_chat_completion_prompt") or overrides(callback, "async_get_chat_completion_prompt")
 
@@ -58,11 +61,15 @@ async def run_manager(manager: Any, model: str, messages: list[Any], non_default
                       dynamic_callback_params: dict[str, Any]) -> tuple[str, list[Any], dict[str, Any]]:
     """Call the manager the way it was written: async if overridden, else sync in a thread."""
     args = (model, messages, non_default_params, prompt_id, prompt_variables, dynamic_callback_params)
-    if overrides(manager, "async_get_chat_completion_prompt"):
+    kind = type(manager)
+    is_async = _ASYNC.get(kind)
+    if is_async is None:
+        is_async = _ASYNC[kind] = overrides(manager, "async_get_chat_completion_prompt")
+    if is_async:
         result = await manager.async_get_chat_completion_prompt(*args)
     else:
         result = await asyncio.to_thread(functools.partial(manager.get_chat_completion_prompt, *args))
     if not (isinstance(result, tuple | list) and len(result) == 3):
         raise TypeError(f"{type(manager).__name__} must return (model, messages, non_default_params)")
     new_model, new_messages, new_params = result
-    return new_model, list(new_messages), dict(new_params or {})
+    return new_model, new_messages if type(new_messages) is list else list(new_messages), new_params or {}

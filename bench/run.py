@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 CHAT = '{"model":"bench-model","user":"bench","messages":[{"role":"user","content":"Say hello in five words."}]%s}'
+PROMPT = (',"prompt_id":"bench-prompt","prompt_variables":{"tone":"friendly","product":"Acme",'
+          '"limit":40}')
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -62,9 +64,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None) -> dict[str, float]:
+def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extra: str = "") -> dict[str, float]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    body = CHAT % (',"stream":true' if stream else "")
+    body = CHAT % ((',"stream":true' if stream else "") + extra)
     script.write_text(f'wrk.method = "POST"\nwrk.body = \'{body}\'\n'
                       'wrk.headers["Content-Type"] = "application/json"\n'
                       'wrk.headers["Authorization"] = "Bearer sk-bench"\n')
@@ -110,18 +112,19 @@ def main() -> None:
                 results[f"passthrough ({client})"] = {n: wrk(port, c, args.seconds, s, pid) for n, c, s in scenarios}
         models = (f"model_list:\n  - model_name: bench-model\n    litellm_params:\n"
                   f"      model: openai/bench-model\n      api_base: {upstream}/v1\n      api_key: sk-upstream\n")
-        gateways = {
-            "asgi-llm (no hooks)": models,
-            "asgi-llm (pre-call+user)": models + "litellm_settings:\n  callbacks: bench.noop_hooks.noop\n"
-                                                "general_settings:\n  enforce_user_param: true\n",
+        gateways = {  # name: (config, what the request body adds)
+            "asgi-llm (no hooks)": (models, ""),
+            "asgi-llm (pre-call+user)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks.noop\n"
+                                                  "general_settings:\n  enforce_user_param: true\n", ""),
+            "asgi-llm (prompt store)": (models + f"prompts:\n  path: {ROOT / 'bench' / 'prompts'}\n", PROMPT),
         }
-        for who, text in gateways.items():
+        for who, (text, extra) in gateways.items():
             config = Path(tempfile.mkstemp(suffix=".yaml")[1])
             config.write_text(text)
             port = free_port()
             cmd = [PY, "-m", "asgi_llm", "--config", str(config), "--port", str(port), "--log-level", "warning"]
             with server(cmd, port, "0") as pid:
-                results[who] = {n: wrk(port, c, args.seconds, s, pid) for n, c, s in scenarios}
+                results[who] = {n: wrk(port, c, args.seconds, s, pid, extra) for n, c, s in scenarios}
             config.unlink()
     report(results, [name for name, _, _ in scenarios])
 

@@ -38,6 +38,7 @@ from asgi_llm import (
 )
 
 PROMPT_FIELDS = ("prompt_id", "prompt_variables", "prompt_label", "prompt_version")
+PROMPT_SET = frozenset(PROMPT_FIELDS)
 NOT_PARAMS = frozenset({"model", "messages", "metadata", *PROMPT_FIELDS})
 
 
@@ -77,12 +78,15 @@ class PromptTemplating:
         assert body is not None
         model = ctx.model or ""
         manager, target, defaults = self.select(model)
-        if any(f in body for f in PROMPT_FIELDS):
-            ctx.mark_changed()  # the prompt fields leave the body below
-        fields = {f: body.pop(f) if f in body else defaults.get(f) for f in PROMPT_FIELDS}
+        present = body.keys() & PROMPT_SET
+        if not present and not defaults and manager is None:
+            return  # the common case: nothing here concerns prompts
+        fields = {f: body.pop(f) if f in present else defaults.get(f) for f in PROMPT_FIELDS}
+        if present:
+            ctx.mark_changed()  # the prompt fields left the body
         prompt_id = fields["prompt_id"]
-        dynamic = {k: v for k, v in defaults.items() if k.startswith("langfuse_")}
-        dynamic.update(prompt_label=fields["prompt_label"], prompt_version=fields["prompt_version"])
+        dynamic = {k: v for k, v in defaults.items() if k.startswith("langfuse_")} if defaults else {}
+        dynamic["prompt_label"], dynamic["prompt_version"] = fields["prompt_label"], fields["prompt_version"]
         if manager is None:
             if prompt_id is None:
                 return
