@@ -10,6 +10,7 @@ A layer whose setting is off (no keys, no callbacks...) is left out, so it costs
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
@@ -108,6 +109,21 @@ def create_app(config_path: str | os.PathLike[str], *, warn: bool = True) -> Gat
     return Gateway(config)
 
 
+def tune_gc(gen0: int = 20_000) -> None:
+    """Server GC settings: freeze what start-up made, collect young objects less often.
+
+    Reference counting frees almost everything a request allocates; the cyclic GC
+    only finds cycles, yet at the default threshold (700) it runs every few requests
+    and scans every long-lived object of the server each time. Freezing the start-up
+    heap and raising the first threshold gave +17% throughput at c=64 (README, Speed).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(gen0, 20, 20)
+
+
 def app_from_env() -> Gateway:
     """uvicorn factory for ``asgi-llm`` workers: the config path comes from $ASGI_LLM_CONFIG."""
-    return create_app(os.environ[CONFIG_ENV], warn=False)
+    app = create_app(os.environ[CONFIG_ENV], warn=False)
+    tune_gc()
+    return app

@@ -7,6 +7,7 @@ chunk by chunk). No validation, no routing, no disconnect handling: the floor.
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -14,6 +15,10 @@ import aiohttp
 import httpx
 
 UPSTREAM = os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:8001")
+# The same GC settings the gateway's workers use, so the comparison measures the proxies, not the GC.
+gc.collect()
+gc.freeze()
+gc.set_threshold(20_000, 20, 20)
 CLIENT = os.environ.get("BENCH_CLIENT", "aiohttp")
 state: dict[str, Any] = {}
 

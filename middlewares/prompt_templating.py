@@ -49,6 +49,7 @@ class PromptTemplating:
                  fallback: Any = None) -> None:
         self.app = app
         self.fallback = fallback
+        self._selected: dict[str, tuple[Any, str, dict[str, Any], dict[str, Any]]] = {}
         self.router = router
         self.managers = list(managers)
         self.by_name = {name: m for m in self.managers if (name := manager_name(m))}
@@ -61,41 +62,58 @@ class PromptTemplating:
             await self.apply(ctx)
         await self.app(scope, receive, send)
 
-    def select(self, model: str) -> tuple[Any, str, dict[str, Any]]:
-        """The manager named by the model (or None), the model to route to, and the model's defaults."""
+    def select(self, model: str) -> tuple[Any, str, dict[str, Any], dict[str, Any]]:
+        """For a model: the manager it names (or None), the model to route to, its prompt defaults, and
+        the Langfuse settings among them. Cached for configured names only, so clients cannot grow it."""
+        found = self._selected.get(model)
+        if found is not None:
+            return found
+        manager, target, defaults = None, model, {}
         dep = self.router.find(model)
         if dep is not None:
-            manager = self.by_name.get("langfuse") if dep.provider == "langfuse" else None
-            return manager, dep.model if manager is not None else model, dep.prompt
-        prefix, _, rest = model.partition("/")
-        if rest and prefix in self.by_name:
-            found = self.router.find(rest)
-            return self.by_name[prefix], rest, found.prompt if found is not None else {}
-        return None, model, {}
+            defaults = dep.prompt
+            if dep.provider == "langfuse" and "langfuse" in self.by_name:
+                manager, target = self.by_name["langfuse"], dep.model
+        else:
+            prefix, _, rest = model.partition("/")
+            if rest and prefix in self.by_name:
+                found_rest = self.router.find(rest)
+                manager, target, defaults = self.by_name[prefix], rest, found_rest.prompt if found_rest else {}
+        langfuse = {k: v for k, v in defaults.items() if k.startswith("langfuse_")}
+        found = (manager, target, defaults, langfuse)
+        if dep is not None:
+            self._selected[model] = found
+        return found
 
     async def apply(self, ctx: RequestContext) -> None:
         body = ctx.body
         assert body is not None
-        model = ctx.model or ""
-        manager, target, defaults = self.select(model)
+        manager, target, defaults, langfuse = self.select(ctx.model or "")
         present = body.keys() & PROMPT_SET
         if not present and not defaults and manager is None:
             return  # the common case: nothing here concerns prompts
-        fields = {f: body.pop(f) if f in present else defaults.get(f) for f in PROMPT_FIELDS}
         if present:
-            ctx.mark_changed()  # the prompt fields left the body
-        prompt_id = fields["prompt_id"]
-        dynamic = {k: v for k, v in defaults.items() if k.startswith("langfuse_")} if defaults else {}
-        dynamic["prompt_label"], dynamic["prompt_version"] = fields["prompt_label"], fields["prompt_version"]
+            ctx.mark_changed()  # the prompt fields leave the body
+        pop, get = body.pop, defaults.get
+        prompt_id = pop("prompt_id") if "prompt_id" in present else get("prompt_id")
+        variables = pop("prompt_variables") if "prompt_variables" in present else get("prompt_variables")
+        dynamic = {**langfuse,
+                   "prompt_label": pop("prompt_label") if "prompt_label" in present else get("prompt_label"),
+                   "prompt_version": pop("prompt_version") if "prompt_version" in present else get("prompt_version")}
         if manager is None:
             if prompt_id is None:
                 return
-            manager = next((m for m in self.managers if accepts(m, prompt_id, dynamic)), self.fallback)
-            if manager is None:
-                return
+            for candidate in self.managers:
+                if accepts(candidate, prompt_id, dynamic):
+                    manager = candidate
+                    break
+            else:
+                manager = self.fallback
+                if manager is None:
+                    return
         params = {k: v for k, v in body.items() if k not in NOT_PARAMS}
         new_model, messages, new_params = await run_manager(
-            manager, target, list(body.get("messages") or []), params, prompt_id, fields["prompt_variables"], dynamic)
+            manager, target, body.get("messages") or [], params, prompt_id, variables, dynamic)
         body.update(new_params)
         body["model"], body["messages"] = new_model, messages
         ctx.stream = body.get("stream") is True
