@@ -1,0 +1,125 @@
+"""The SSE codec: server-sent events in, events with their exact bytes out.
+
+``SSEDecoder.feed(chunk)`` returns the events completed by a network chunk. Lines
+end only at CR, LF or CRLF (never at ``\\u2028`` or other Unicode breaks, which
+live inside JSON strings); a CR at the end of a chunk waits for the next chunk in
+case an LF follows. An event ends at an empty line. Every byte fed comes back in
+exactly one event's ``raw``, in order, so a relay that passes events through
+unchanged sends the stream byte for byte. ``data`` joins the ``data:`` lines
+(one leading space dropped, as the spec says); ``json`` parses it once, on first
+use, and every layer after that shares the result. Comments (``: ...``) and
+keep-alives have no data. ``flush()`` returns what is left at the end of a stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import msgspec
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+_UNPARSED = object()
+
+
+class SSEEvent:
+    """One event: its exact bytes, its fields, and its JSON parsed at most once."""
+
+    __slots__ = ("_json", "data", "event", "raw")
+
+    def __init__(self, raw: bytes, data: str | None, event: str | None = None) -> None:
+        self.raw = raw
+        self.data = data
+        self.event = event
+        self._json: Any = _UNPARSED
+
+    @classmethod
+    def from_json(cls, payload: Any) -> SSEEvent:
+        """A new ``data: <json>`` event (for hooks that replace or insert chunks)."""
+        data = _encode(payload)
+        event = cls(b"data: " + data + b"\n\n", data.decode())
+        event._json = payload
+        return event
+
+    @property
+    def is_done(self) -> bool:
+        return self.data == "[DONE]"
+
+    @property
+    def json(self) -> Any:
+        """The parsed ``data``, or None (no data, ``[DONE]``, not JSON). Parsed once."""
+        if self._json is _UNPARSED:
+            self._json = None
+            if self.data is not None and not self.is_done:
+                with contextlib.suppress(msgspec.DecodeError):  # not JSON: json stays None
+                    self._json = _decode(self.data)
+        return self._json
+
+    def __repr__(self) -> str:
+        return f"SSEEvent({self.raw!r})"
+
+
+def _parse(lines: list[bytes]) -> tuple[str | None, str | None]:
+    data: list[str] = []
+    event = None
+    for line in lines:
+        if not line or line.startswith(b":"):
+            continue
+        name, colon, value = line.partition(b":")
+        if colon and value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            data.append(value.decode("utf-8", "replace"))
+        elif name == b"event":
+            event = value.decode("utf-8", "replace")
+    return ("\n".join(data) if data else None), event
+
+
+class SSEDecoder:
+    """Incremental SSE parser; see the module docstring."""
+
+    __slots__ = ("_buf", "_line_start", "_lines", "_scan")
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buf = b""
+        self._lines: list[bytes] = []  # complete lines of the event being read
+        self._line_start = 0  # where the current line starts in _buf
+        self._scan = 0  # where to look for the next line end
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        buf = self._buf + chunk if self._buf else chunk
+        events: list[SSEEvent] = []
+        event_start = 0
+        pos, line_start, lines = self._scan, self._line_start, self._lines
+        while True:
+            found = _EOL.search(buf, pos)
+            if found is None or (found.group() == b"\r" and found.end() == len(buf)):
+                break  # no line end yet, or a CR that may be the first half of CRLF
+            line = buf[line_start:found.start()]
+            pos = line_start = found.end()
+            if line:
+                lines.append(line)
+                continue
+            data, name = _parse(lines)  # an empty line: the event is complete
+            events.append(SSEEvent(buf[event_start:pos], data, name))
+            event_start, lines = pos, []
+        self._buf = buf[event_start:]
+        self._scan, self._line_start, self._lines = pos - event_start, line_start - event_start, lines
+        return events
+
+    def flush(self) -> list[SSEEvent]:
+        """The unterminated rest of a stream, as one event (its raw bytes unchanged)."""
+        if not self._buf:
+            return []
+        rest = self._buf
+        tail = rest[self._line_start:].rstrip(b"\r")
+        lines = [*self._lines, tail] if tail else self._lines
+        data, name = _parse(lines)
+        self._reset()
+        return [SSEEvent(rest, data, name)]

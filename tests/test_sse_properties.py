@@ -1,0 +1,77 @@
+"""Property tests for the SSE codec: real-shaped streams, split anywhere, come back
+byte for byte, event by event, with their data intact (\\u2028 included)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asgi_llm.sse import SSEDecoder, SSEEvent
+
+EOLS = st.sampled_from(["\n", "\r", "\r\n"])
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)  # includes \u2028, \x85
+
+
+@st.composite
+def events(draw: Any) -> tuple[str, str | None]:
+    """One event as text, and the data a reader must see (None: no data)."""
+    eol = draw(EOLS)
+    kind = draw(st.sampled_from(["json", "multiline", "comment", "done", "named"]))
+    if kind == "json":
+        payload = {"choices": [{"delta": {"content": draw(TEXT)}}], "n": draw(st.integers())}
+        data = json.dumps(payload, ensure_ascii=False)  # raw \u2028 etc. inside the string
+        return f"data: {data}{eol}{eol}", data
+    if kind == "multiline":
+        parts = draw(st.lists(st.text(alphabet="abc xyz{}\"", max_size=8), min_size=1, max_size=3))
+        return "".join(f"data: {p}{eol}" for p in parts) + eol, "\n".join(parts)
+    if kind == "comment":
+        return f": keep-alive {draw(st.text(alphabet='abc ', max_size=5))}{eol}{eol}", None
+    if kind == "named":
+        return f"event: ping{eol}data:{'x'}{eol}{eol}", "x"
+    return f"data: [DONE]{eol}{eol}", "[DONE]"
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=st.lists(events(), min_size=1, max_size=8), cuts=st.lists(st.integers(0, 5000), max_size=10))
+def test_any_split_gives_back_every_byte_and_event(stream: list[tuple[str, str | None]], cuts: list[int]) -> None:
+    raw = "".join(text for text, _ in stream).encode()
+    points = sorted({c % (len(raw) + 1) for c in cuts})
+    decoder = SSEDecoder()
+    out: list[SSEEvent] = []
+    for a, b in zip([0, *points], [*points, len(raw)], strict=True):
+        out += decoder.feed(raw[a:b])
+    out += decoder.flush()
+    assert b"".join(e.raw for e in out) == raw  # nothing lost, nothing altered, nothing glued
+    assert [e.raw for e in out] == [text.encode() for text, _ in stream]
+    assert [e.data for e in out] == [data for _, data in stream]
+    for event, (_, data) in zip(out, stream, strict=True):
+        try:
+            expected = json.loads(data) if data is not None and data != "[DONE]" else None
+        except ValueError:
+            expected = None  # not JSON: `json` reads as None
+        assert event.json == expected
+
+
+def test_json_is_parsed_once_and_shared() -> None:
+    (event,) = SSEDecoder().feed(b'data: {"a": 1}\n\n')
+    assert event.json is event.json and event.json == {"a": 1}
+    done, comment = SSEDecoder().feed(b"data: [DONE]\n\n: ping\n\n")
+    assert done.is_done and done.json is None and comment.data is None
+
+
+def test_cr_at_chunk_end_waits_for_a_possible_lf() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r\n\r") == []
+    (event,) = decoder.feed(b"\ndata: b")
+    assert event.raw == b"data: a\r\n\r\n" and event.data == "a"
+    (rest,) = decoder.flush()
+    assert rest.raw == b"data: b" and rest.data == "b"
+
+
+def test_from_json_makes_a_complete_event() -> None:
+    event = SSEEvent.from_json({"x": "\u2028"})
+    (again,) = SSEDecoder().feed(event.raw)
+    assert again.json == {"x": "\u2028"} and event.raw.endswith(b"\n\n")
