@@ -89,8 +89,8 @@ class Gateway:
         if not managers and not wanted:
             return inner
         self.layers.insert(0, "PromptTemplating")
-        return PromptTemplating(inner, managers=managers, router=Router(config), langfuse=self.langfuse,
-                                fallback=self.store)
+        router = upstream.router if upstream is not None else Router(config)  # one routing table
+        return PromptTemplating(inner, managers=managers, router=router, langfuse=self.langfuse, fallback=self.store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)

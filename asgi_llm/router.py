@@ -50,17 +50,16 @@ class Router:
         for entry in config.model_list:
             groups.setdefault(entry.model_name, []).append(Deployment(entry, config))
         self.names = list(groups)
+        self._groups = groups
         self._single = {name: deps[0] for name, deps in groups.items() if len(deps) == 1}
         self._cycles: dict[str, Iterator[Deployment]] = {
             name: itertools.cycle(deps) for name, deps in groups.items() if len(deps) > 1
         }
 
     def find(self, model: str) -> Deployment | None:
-        """A deployment of ``model`` (the first), or None; for settings, not for routing."""
-        found = self._single.get(model)
-        if found is None and model in self._cycles:
-            found = next(self._cycles[model])
-        return found
+        """The first deployment of ``model``, or None: for its settings, without taking a routing turn."""
+        group = self._groups.get(model)
+        return group[0] if group else None
 
     def pick(self, model: str | None) -> Deployment:
         if model is not None:
