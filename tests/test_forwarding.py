@@ -164,3 +164,20 @@ def test_other_model_routes_are_forwarded_intact(path: str, gateway: str, upstre
     assert resp.status_code == 200
     assert recorder.requests[-1]["path"] == "/v1" + path.removeprefix("/v1")
     assert recorder.requests[-1]["body"] == body and resp.json()["received"] == body
+
+
+def test_deployments_sharing_a_name_are_used_in_turn(upstream: tuple[Recorder, str],
+                                                     gateway_factory: Callable[..., str]) -> None:
+    from asgi_llm import Router, parse_config
+
+    recorder, url = upstream
+    config = {"model_list": [deployment("pool", url + "/v1", upstream_model="echo"),
+                             deployment("pool", url + "/v1", upstream_model="flaky")]}
+    router = Router(parse_config(config))
+    assert router.find("pool") is router.find("pool")  # settings look-ups take no routing turn
+    assert [router.pick("pool").model for _ in range(4)] == ["echo", "flaky", "echo", "flaky"]
+    base = gateway_factory(config)
+    recorder.fail_first = 0
+    for _ in range(4):
+        assert post(base, {**CHAT, "model": "pool"}).status_code == 200
+    assert [r["body"]["model"] for r in recorder.requests] == ["echo", "flaky", "echo", "flaky"]
