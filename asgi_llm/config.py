@@ -16,91 +16,26 @@ from typing import Any
 import msgspec
 import yaml
 
+from asgi_llm.config_schema import (
+    Config,
+    GeneralSettings,
+    LiteLLMParams,
+    LiteLLMSettings,
+    ModelEntry,
+    PromptSettings,
+    UpstreamSettings,
+    VirtualKey,
+)
+
+__all__ = [
+    "PROVIDERS", "Config", "ConfigError", "GeneralSettings", "LiteLLMParams", "LiteLLMSettings", "ModelEntry",
+    "PromptSettings", "UpstreamSettings", "VirtualKey", "load_config", "parse_config", "unsupported_keys",
+]
 PROVIDERS = ("langfuse", "mock", "openai")  # langfuse/<model_name>: prompt from Langfuse, then <model_name>
 
 
 class ConfigError(Exception):
     """A config that cannot run; ``str()`` is one line for the operator."""
-
-
-class LiteLLMParams(msgspec.Struct, kw_only=True):
-    model: str
-    api_base: str | None = None
-    api_key: str | None = None
-    timeout: float | None = None
-    stream_timeout: float | None = None
-    max_retries: int | None = None
-    mock_response: str | None = None
-    # prompt management: defaults for requests to this model (the request body wins)
-    prompt_id: str | None = None
-    prompt_variables: dict[str, Any] | None = None
-    prompt_label: str | None = None
-    prompt_version: int | None = None
-    langfuse_public_key: str | None = None
-    langfuse_secret_key: str | None = None
-    langfuse_host: str | None = None
-
-
-class ModelEntry(msgspec.Struct, kw_only=True):
-    model_name: str
-    litellm_params: LiteLLMParams
-    model_info: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-class LiteLLMSettings(msgspec.Struct, kw_only=True):
-    callbacks: str | list[str] | None = None  # `module.instance` paths to CustomLogger objects
-    request_timeout: float = 600.0  # LLM answers are slow: LiteLLM's default total timeout
-    stream_timeout: float | None = None  # longest silence inside a stream; None: request_timeout
-    num_retries: int = 0
-
-
-class UpstreamSettings(msgspec.Struct, kw_only=True):
-    """Our own knobs for the shared upstream connection pool (not a LiteLLM section)."""
-
-    max_connections: int = 1000
-    max_connections_per_host: int = 0  # 0: no per-host cap below max_connections
-    connect_timeout: float = 10.0
-    keepalive_timeout: float = 30.0
-    retry_backoff: float = 0.5  # first retry's wait in seconds, doubled per attempt
-    max_retry_wait: float = 30.0  # cap on any wait, Retry-After included
-
-
-class PromptSettings(msgspec.Struct, kw_only=True):
-    """``prompts:`` (asgi-llm's own section): the prompt store folder and prompt caching."""
-
-    path: str | None = None  # folder (or file) of prompt YAML, relative to the config file
-    check_interval: float = 1.0  # seconds between checks of the files for changes
-    langfuse_cache_ttl: float = 60.0  # seconds a Langfuse prompt is served before a background refresh
-
-
-class GeneralSettings(msgspec.Struct, kw_only=True):
-    master_key: str | None = None
-    enforce_user_param: bool = False
-    max_request_size_mb: float = 32.0
-    upstream: UpstreamSettings = msgspec.field(default_factory=UpstreamSettings)
-
-
-class VirtualKey(msgspec.Struct, kw_only=True):
-    """A client key, stored only as the sha256 hex digest of the key (``asgi-llm --hash-key``)."""
-
-    key_hash: str
-    key_alias: str | None = None
-    user_id: str | None = None
-    team_id: str | None = None
-    models: list[str] = msgspec.field(default_factory=list)  # empty: every model
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-    rpm_limit: int | None = None
-    tpm_limit: int | None = None
-    max_parallel_requests: int | None = None
-
-
-class Config(msgspec.Struct, kw_only=True):
-    model_list: list[ModelEntry] = msgspec.field(default_factory=list)
-    keys: list[VirtualKey] = msgspec.field(default_factory=list)
-    prompts: PromptSettings = msgspec.field(default_factory=PromptSettings)
-    litellm_settings: LiteLLMSettings = msgspec.field(default_factory=LiteLLMSettings)
-    general_settings: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
-    path: str | None = None  # where it was loaded from, for paths relative to it
 
 
 _ENV = "os.environ/"

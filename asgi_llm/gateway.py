@@ -3,7 +3,8 @@
 This is the one module of ``asgi_llm`` allowed to import ``middlewares``. The
 order is a contract (request-side outer to inner, response-side inner to outer)::
 
-    Errors -> Ingest -> Auth -> EnforceUserParam -> PromptTemplating -> CallHooks -> UpstreamApp (or Replay(app))
+    Errors -> Ingest -> Auth -> EnforceUserParam -> PromptTemplating -> CallHooks -> Moderation
+           -> UpstreamApp (or Replay(app))
 
 A layer whose setting is off (no keys, no callbacks...) is left out, so it costs nothing.
 """
@@ -31,6 +32,7 @@ from asgi_llm.types import ASGIApp, Receive, Scope, Send
 from asgi_llm.upstream import UpstreamApp
 from middlewares.auth import Auth
 from middlewares.call_hooks import CallHooks
+from middlewares.moderation import Moderation
 from middlewares.prompt_templating import PromptTemplating
 from middlewares.user_param import EnforceUserParam
 
@@ -57,6 +59,10 @@ class Gateway:
             inner, self.layers = self.upstream, ["UpstreamApp"]
         else:
             inner, self.layers = Replay(app), ["Replay"]
+        if any(overrides(cb, "async_moderation_hook") for cb in self.callbacks):
+            inner = Moderation(inner, callbacks=self.callbacks, timeout=general.moderation_timeout,
+                               policy=general.moderation_timeout_policy)
+            self.layers.insert(0, "Moderation")
         if any(overrides(cb, h) for cb in self.callbacks
                for h in ("async_pre_call_hook", "async_post_call_success_hook")):
             inner = CallHooks(inner, callbacks=self.callbacks, cache=self.cache)

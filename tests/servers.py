@@ -128,6 +128,10 @@ class Recorder:
             watcher = asyncio.ensure_future(self.watch(model, receive))
             await asyncio.sleep(5)
             watcher.cancel()
+        if model.startswith("delay-"):  # answers (or starts streaming) after <ms> milliseconds
+            watcher = asyncio.ensure_future(self.watch(model, receive))
+            await asyncio.sleep(int(model.removeprefix("delay-")) / 1000)
+            watcher.cancel()
         if model == "flaky" and self.attempts[model] <= self.fail_first:
             return await self.json(send, 503, {"error": {"message": "overloaded", "type": "server_error"}})
         if model == "busy" and self.attempts[model] == 1:

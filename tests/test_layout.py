@@ -54,3 +54,20 @@ def test_default_stack_order() -> None:
         found.append(type(app).__name__)
         app = getattr(app, "app", None)
     assert found == gateway.layers
+
+
+def test_moderation_sits_after_call_hooks() -> None:
+    from typing import Any
+
+    from asgi_llm import CustomLogger
+
+    class Both(CustomLogger):
+        async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: Any, call_type: Any) -> Any:
+            return data
+
+        async def async_moderation_hook(self, data: Any, user_api_key_dict: Any, call_type: Any) -> Any:
+            return None
+
+    config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]}
+    gateway = Gateway(parse_config(config), callbacks=[Both()])
+    assert gateway.layers == ["Errors", "Ingest", "CallHooks", "Moderation", "UpstreamApp"]
