@@ -34,6 +34,7 @@ from asgi_llm.replay import Replay
 from asgi_llm.response import Obj, ObjList, unwrap, wrap
 from asgi_llm.router import Deployment, Router
 from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
+from asgi_llm.sse import SSEDecoder, SSEEvent
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_llm.upstream import UpstreamApp
 
@@ -45,7 +46,8 @@ __all__ = [
     "CustomPromptManagement", "Deployment", "DualCache", "LangfusePrompts", "PromptManagementBase", "PromptStore",
     "StandardCallbackDynamicParams", "accepts", "is_manager", "manager_name", "run_manager",
     "Errors", "Gateway", "GatewayError", "Ingest", "Message", "Obj", "ObjList", "Receive", "Replay",
-    "RequestContext", "Route", "Router", "Scope", "Send", "UpstreamApp", "UserAPIKeyAuth", "VirtualKey",
+    "RequestContext", "Route", "Router", "SSEDecoder", "SSEEvent", "Scope", "Send", "UpstreamApp", "UserAPIKeyAuth",
+    "VirtualKey",
     "create_app", "detail_message", "get_context", "get_formatted_prompt", "load_callbacks", "load_config",
     "local_path", "match_route", "overrides", "parse_config", "replay_receive", "send_json_error",
     "send_rejection", "set_context", "to_gateway_error", "unwrap", "with_hook", "wrap",

@@ -4,7 +4,7 @@ This is the one module of ``asgi_llm`` allowed to import ``middlewares``. The
 order is a contract (request-side outer to inner, response-side inner to outer)::
 
     Errors -> Ingest -> Auth -> EnforceUserParam -> PromptTemplating -> CallHooks -> Moderation
-           -> UpstreamApp (or Replay(app))
+           -> StreamHooks -> UpstreamApp (or Replay(app))
 
 A layer whose setting is off (no keys, no callbacks...) is left out, so it costs nothing.
 """
@@ -34,6 +34,7 @@ from middlewares.auth import Auth
 from middlewares.call_hooks import CallHooks
 from middlewares.moderation import Moderation
 from middlewares.prompt_templating import PromptTemplating
+from middlewares.stream_hooks import StreamHooks
 from middlewares.user_param import EnforceUserParam
 
 log = logging.getLogger("asgi_llm")
@@ -59,6 +60,10 @@ class Gateway:
             inner, self.layers = self.upstream, ["UpstreamApp"]
         else:
             inner, self.layers = Replay(app), ["Replay"]
+        if any(overrides(cb, h) for cb in self.callbacks
+               for h in ("async_post_call_streaming_iterator_hook", "async_post_call_streaming_hook")):
+            inner = StreamHooks(inner, callbacks=self.callbacks)
+            self.layers.insert(0, "StreamHooks")
         if any(overrides(cb, "async_moderation_hook") for cb in self.callbacks):
             inner = Moderation(inner, callbacks=self.callbacks, timeout=general.moderation_timeout,
                                policy=general.moderation_timeout_policy)

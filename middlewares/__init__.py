@@ -3,6 +3,7 @@
 from middlewares.auth import Auth, hash_key
 from middlewares.call_hooks import CallHooks
 from middlewares.moderation import Moderation
+from middlewares.stream_hooks import StreamHooks
 from middlewares.user_param import EnforceUserParam
 
-__all__ = ["Auth", "CallHooks", "EnforceUserParam", "Moderation", "hash_key"]
+__all__ = ["Auth", "CallHooks", "EnforceUserParam", "Moderation", "StreamHooks", "hash_key"]

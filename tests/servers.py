@@ -174,6 +174,12 @@ class Recorder:
                     await send({"type": "http.response.body", "body": chunk(model, f"w{i} "), "more_body": True})
                 await asyncio.sleep(0.05 if model == "slow-stream" else 0)
             watcher.cancel()
+        elif model == "split-secret":  # a banned word split across chunks, and a keep-alive comment
+            for piece in ("The pass", "word is sword", "fi", "sh. Bye"):
+                await send({"type": "http.response.body", "body": chunk(model, piece), "more_body": True})
+                if piece == "fi":
+                    await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
         elif model == "cut-stream":
             cut = chunk(model, "one ") + b"data: {\"trunc"
             await send({"type": "http.response.body", "body": cut, "more_body": True})
