@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from asgi_llm.auth_types import UserAPIKeyAuth
 from asgi_llm.cache import DualCache
 from asgi_llm.callbacks import load_callbacks
+from asgi_llm.chunks import chunk_text, raw_chunk_text
 from asgi_llm.config import Config, ConfigError, VirtualKey, load_config, parse_config
 from asgi_llm.context import CONTEXT_KEY, RequestContext, get_context, replay_receive, set_context
 from asgi_llm.error_layer import Errors
@@ -47,9 +48,9 @@ __all__ = [
     "StandardCallbackDynamicParams", "accepts", "is_manager", "manager_name", "run_manager",
     "Errors", "Gateway", "GatewayError", "Ingest", "Message", "Obj", "ObjList", "Receive", "Replay",
     "RequestContext", "Route", "Router", "SSEDecoder", "SSEEvent", "Scope", "Send", "UpstreamApp", "UserAPIKeyAuth",
-    "VirtualKey",
-    "create_app", "detail_message", "get_context", "get_formatted_prompt", "load_callbacks", "load_config",
-    "local_path", "match_route", "overrides", "parse_config", "replay_receive", "send_json_error",
+    "VirtualKey", "chunk_text", "create_app", "detail_message", "get_context", "get_formatted_prompt",
+    "load_callbacks", "load_config",
+    "local_path", "match_route", "overrides", "parse_config", "raw_chunk_text", "replay_receive", "send_json_error",
     "send_rejection", "set_context", "to_gateway_error", "unwrap", "with_hook", "wrap",
 ]
 

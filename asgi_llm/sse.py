@@ -28,11 +28,11 @@ _UNPARSED = object()
 class SSEEvent:
     """One event: its exact bytes, its fields, and its JSON parsed at most once."""
 
-    __slots__ = ("_json", "data", "event", "raw")
+    __slots__ = ("_bytes", "_json", "event", "raw")
 
-    def __init__(self, raw: bytes, data: str | None, event: str | None = None) -> None:
+    def __init__(self, raw: bytes, data: bytes | None, event: str | None = None) -> None:
         self.raw = raw
-        self.data = data
+        self._bytes = data  # the joined data lines, undecoded until someone asks
         self.event = event
         self._json: Any = _UNPARSED
 
@@ -40,30 +40,43 @@ class SSEEvent:
     def from_json(cls, payload: Any) -> SSEEvent:
         """A new ``data: <json>`` event (for hooks that replace or insert chunks)."""
         data = _encode(payload)
-        event = cls(b"data: " + data + b"\n\n", data.decode())
+        event = cls(b"data: " + data + b"\n\n", data)
         event._json = payload
         return event
 
     @property
+    def data(self) -> str | None:
+        return self._bytes.decode("utf-8", "replace") if self._bytes is not None else None
+
+    @property
     def is_done(self) -> bool:
-        return self.data == "[DONE]"
+        return self._bytes == b"[DONE]"
+
+    @property
+    def payload(self) -> bytes:
+        """The data as bytes (empty when there is none)."""
+        return self._bytes or b""
+
+    def is_json(self) -> bool:
+        """Whether ``data`` looks like a JSON object or array (checked without parsing)."""
+        return self._bytes is not None and self._bytes[:1] in (b"{", b"[")
 
     @property
     def json(self) -> Any:
         """The parsed ``data``, or None (no data, ``[DONE]``, not JSON). Parsed once."""
         if self._json is _UNPARSED:
             self._json = None
-            if self.data is not None and not self.is_done:
+            if self._bytes is not None and self._bytes != b"[DONE]":
                 with contextlib.suppress(msgspec.DecodeError):  # not JSON: json stays None
-                    self._json = _decode(self.data)
+                    self._json = _decode(self._bytes)
         return self._json
 
     def __repr__(self) -> str:
         return f"SSEEvent({self.raw!r})"
 
 
-def _parse(lines: list[bytes]) -> tuple[str | None, str | None]:
-    data: list[str] = []
+def _parse(lines: list[bytes]) -> tuple[bytes | None, str | None]:
+    data: list[bytes] = []
     event = None
     for line in lines:
         if not line or line.startswith(b":"):
@@ -72,10 +85,19 @@ def _parse(lines: list[bytes]) -> tuple[str | None, str | None]:
         if colon and value.startswith(b" "):
             value = value[1:]
         if name == b"data":
-            data.append(value.decode("utf-8", "replace"))
+            data.append(value)
         elif name == b"event":
             event = value.decode("utf-8", "replace")
-    return ("\n".join(data) if data else None), event
+    return (b"\n".join(data) if data else None), event
+
+
+def _event(part: bytes, raw: bytes) -> SSEEvent:
+    """An LF-only event body (no terminating blank line) to an event: one line is the usual case."""
+    if b"\n" not in part and part.startswith(b"data:"):
+        value = part[5:]
+        return SSEEvent(raw, value[1:] if value.startswith(b" ") else value)
+    data, name = _parse(part.split(b"\n"))
+    return SSEEvent(raw, data, name)
 
 
 class SSEDecoder:
@@ -94,6 +116,11 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buf = self._buf + chunk if self._buf else chunk
+        if b"\r" not in buf:  # the usual stream: LF only, so events end exactly at "\n\n"
+            *parts, rest = buf.split(b"\n\n")
+            self._reset()
+            self._buf = rest
+            return [_event(part, part + b"\n\n") for part in parts]
         events: list[SSEEvent] = []
         event_start = 0
         pos, line_start, lines = self._scan, self._line_start, self._lines
@@ -118,8 +145,7 @@ class SSEDecoder:
         if not self._buf:
             return []
         rest = self._buf
-        tail = rest[self._line_start:].rstrip(b"\r")
-        lines = [*self._lines, tail] if tail else self._lines
+        lines = [*self._lines, *_EOL.split(rest[self._line_start:])]
         data, name = _parse(lines)
         self._reset()
         return [SSEEvent(rest, data, name)]

@@ -12,3 +12,40 @@ class NoopHook(CustomLogger):
 
 
 noop = NoopHook()
+
+
+class StreamAndModeration(CustomLogger):
+    """A per-chunk streaming hook and a moderation hook that do nothing; the moderation hook
+    sleeps ``BENCH_MODERATION_DELAY`` seconds (0 by default) to measure time to first byte."""
+
+    def __init__(self) -> None:
+        import os
+
+        self.delay = float(os.environ.get("BENCH_MODERATION_DELAY", "0"))
+
+    async def async_post_call_streaming_hook(self, user_api_key_dict: UserAPIKeyAuth, response: str) -> None:
+        return None
+
+    async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: UserAPIKeyAuth,
+                                    call_type: str) -> None:
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
+
+
+stream_and_moderation = StreamAndModeration()
+
+
+class ChunkOnly(CustomLogger):
+    async def async_post_call_streaming_hook(self, user_api_key_dict: UserAPIKeyAuth, response: str) -> None:
+        return None
+
+
+class ModerationOnly(CustomLogger):
+    async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: UserAPIKeyAuth,
+                                    call_type: str) -> None:
+        return None
+
+
+chunk_only, moderation_only = ChunkOnly(), ModerationOnly()

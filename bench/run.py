@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,30 @@ def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extr
     return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "cpu_ms": 1000 * used / requests if pid else 0.0}
 
 
+MODERATION_DELAY = 0.1
+
+
+def first_byte_times(models: str, count: int = 20) -> list[float]:
+    """Sequential streaming requests to a gateway whose moderation hook sleeps MODERATION_DELAY."""
+    config = Path(tempfile.mkstemp(suffix=".yaml")[1])
+    config.write_text(models + "litellm_settings:\n  callbacks: bench.noop_hooks.stream_and_moderation\n")
+    port = free_port()
+    cmd = [PY, "-m", "asgi_llm", "--config", str(config), "--port", str(port), "--log-level", "warning"]
+    body = (CHAT % ',"stream":true').encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+               b"content-length: %d\r\n\r\n%s" % (len(body), body))
+    times = []
+    with server(cmd, port, "0", {"BENCH_MODERATION_DELAY": str(MODERATION_DELAY)}):
+        for _ in range(count):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                began = time.perf_counter()
+                sock.sendall(request)
+                sock.recv(1)
+                times.append(time.perf_counter() - began)
+    config.unlink()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
@@ -117,6 +142,8 @@ def main() -> None:
             "asgi-llm (pre-call+user)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks.noop\n"
                                                   "general_settings:\n  enforce_user_param: true\n", ""),
             "asgi-llm (prompt store)": (models + f"prompts:\n  path: {ROOT / 'bench' / 'prompts'}\n", PROMPT),
+            "asgi-llm (chunk+moderation)": (models + "litellm_settings:\n  callbacks: "
+                                                     "bench.noop_hooks.stream_and_moderation\n", ""),
         }
         for who, (text, extra) in gateways.items():
             config = Path(tempfile.mkstemp(suffix=".yaml")[1])
@@ -125,8 +152,10 @@ def main() -> None:
             cmd = [PY, "-m", "asgi_llm", "--config", str(config), "--port", str(port), "--log-level", "warning"]
             with server(cmd, port, "0") as pid:
                 results[who] = {n: wrk(port, c, args.seconds, s, pid, extra) for n, c, s in scenarios}
-            config.unlink()
+            ttfb = first_byte_times(models)
     report(results, [name for name, _, _ in scenarios])
+    print(f"\ntime to first byte, streaming, moderation hook sleeping {MODERATION_DELAY * 1000:.0f} ms "
+          f"(median of {len(ttfb)}): {statistics.median(ttfb) * 1000:.1f} ms, max {max(ttfb) * 1000:.1f} ms")
 
 
 def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]) -> None:

@@ -105,14 +105,16 @@ class Moderation:
         assert ctx.body is not None
         auth = ctx.auth if ctx.auth is not None else UserAPIKeyAuth(request_route=scope["path"])
         data = _copy(_encode(ctx.body))  # a private copy: hooks cannot change what goes upstream
-        checks = asyncio.gather(*(cb.async_moderation_hook(data=data, user_api_key_dict=auth,
-                                                           call_type=ctx.call_type) for cb in self.hooks))
+        calls = [cb.async_moderation_hook(data=data, user_api_key_dict=auth, call_type=ctx.call_type)
+                 for cb in self.hooks]
+        checks = calls[0] if len(calls) == 1 else asyncio.gather(*calls)  # one hook: no extra task
         limit = asyncio.timeout(self.timeout)
         try:
             async with limit:
                 await checks
         except BaseException:
-            checks.cancel()  # the other hooks' work is moot once one failed
+            if isinstance(checks, asyncio.Future):
+                checks.cancel()  # the other hooks' work is moot once one failed
             if limit.expired():  # our timeout, not a TimeoutError raised by a hook
                 self.timed_out()
                 return

@@ -14,6 +14,11 @@ Contract, for streaming requests whose answer is ``text/event-stream``:
   anything went out gets a real status as JSON (rendered by ``Errors``); after that
   the stream ends with an SSE error event and ``[DONE]``. A failing hook cancels the
   upstream call. The upstream is read through a bounded queue (backpressure holds).
+
+Output is written in batches: what the hooks produce is buffered and sent just before
+the consumer would wait for more input, so a burst of events from one network read
+goes out in one write (one syscall, not one per event) while a slow stream is still
+sent event by event, as it comes.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from asgi_llm import (
     SSEDecoder,
     SSEEvent,
     UserAPIKeyAuth,
+    chunk_text,
     get_context,
+    raw_chunk_text,
     unwrap,
     with_hook,
     wrap,
@@ -44,17 +51,6 @@ from asgi_llm import (
 _encode = msgspec.json.Encoder().encode
 _END = object()
 DONE = b"data: [DONE]\n\n"
-
-
-def chunk_text(chunk: Any) -> str:
-    """The text a chat or text-completion chunk adds."""
-    choices = chunk.get("choices") if isinstance(chunk, dict) else None
-    if not choices or not isinstance(choices[0], dict):
-        return ""
-    first = choices[0]
-    delta = first.get("delta")
-    value = delta.get("content") if isinstance(delta, dict) else first.get("text")
-    return value if isinstance(value, str) else ""
 
 
 async def _as_objects(chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -68,14 +64,22 @@ class _Stream:
     def __init__(self, send: Send) -> None:
         self.send = send
         self.start: Message | None = None
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=16)  # batches: one per network read
         self.decoder = SSEDecoder()
         self.done = False
+        self.out: list[bytes] = []
+        self.text = ""  # the text served so far, for per-chunk hooks
 
-    async def emit(self, body: bytes, more: bool = True) -> None:
+    def emit(self, body: bytes) -> None:
+        self.out.append(body)
+
+    async def flush(self, more: bool = True) -> None:
+        if not self.out and more:
+            return
         if self.start is not None:
             start, self.start = self.start, None
             await self.send(start)
+        body, self.out = b"".join(self.out), []
         await self.send({"type": "http.response.body", "body": body, "more_body": more})
 
 
@@ -116,32 +120,63 @@ class StreamHooks:
                     await stream.send(message)
                     return
                 stream.start = message
-                group.create_task(self.consume(stream, ctx, auth))
+                if self.iterators:
+                    group.create_task(self.consume(stream, ctx, auth))
                 return
             if passthrough:
                 await stream.send(message)
                 return
-            for event in stream.decoder.feed(message.get("body", b"")):
-                await stream.queue.put(event)
+            batch = stream.decoder.feed(message.get("body", b""))
             if not message.get("more_body", False):
-                for event in stream.decoder.flush():
-                    await stream.queue.put(event)
+                batch += stream.decoder.flush()
+            if not self.iterators:  # per-chunk hooks only: no task, no queue, one write per read
+                await self.inline(stream, batch, auth, more=message.get("more_body", False))
+                return
+            if batch:
+                await stream.queue.put(batch)
+            if not message.get("more_body", False):
                 await stream.queue.put(_END)
 
         return hooked_send
 
+    async def inline(self, stream: _Stream, batch: list[SSEEvent], auth: UserAPIKeyAuth, more: bool) -> None:
+        for event in batch:
+            if event.is_done:
+                stream.done = True
+            elif not event.is_json():
+                stream.emit(event.raw)
+            else:
+                data = await self.per_chunk_hooks(stream, raw_chunk_text(event.payload), auth)
+                stream.emit(event.raw if data is None else b"data: " + _encode(data) + b"\n\n")
+        if not more and stream.done:
+            stream.emit(DONE)
+        await stream.flush(more)
+
+    async def per_chunk_hooks(self, stream: _Stream, text: str, auth: UserAPIKeyAuth) -> Any:
+        """Run the per-chunk hooks; the replacement chunk, or None when every hook kept it."""
+        stream.text += text
+        replaced = None
+        for callback in self.per_chunk:
+            result = await callback.async_post_call_streaming_hook(user_api_key_dict=auth, response=stream.text)
+            if result is not None:
+                replaced = unwrap(result)
+        return replaced
+
     async def source(self, stream: _Stream) -> AsyncIterator[Any]:
         while True:
-            event = await stream.queue.get()
-            if event is _END:
+            if stream.queue.empty():
+                await stream.flush()  # about to wait for the upstream: send what is ready
+            batch = await stream.queue.get()
+            if batch is _END:
                 return
-            assert isinstance(event, SSEEvent)
-            if event.is_done:
-                stream.done = True  # sent after the hooks have drained
-            elif event.json is None:
-                await stream.emit(event.raw)  # comments, keep-alives, anything not JSON
-            else:
-                yield wrap(event.json)
+            for event in batch:
+                assert isinstance(event, SSEEvent)
+                if event.is_done:
+                    stream.done = True  # sent after the hooks have drained
+                elif event.json is None:
+                    stream.emit(event.raw)  # comments, keep-alives, anything not JSON
+                else:
+                    yield wrap(event.json)
 
     async def consume(self, stream: _Stream, ctx: RequestContext, auth: UserAPIKeyAuth) -> None:
         chunks: AsyncIterator[Any] = self.source(stream)
@@ -150,14 +185,10 @@ class StreamHooks:
                                                                       request_data=ctx.body or {})
             if callback is not self.iterators[-1]:
                 chunks = _as_objects(chunks)
-        text: list[str] = []
         async for chunk in chunks:
             data = unwrap(chunk)
-            text.append(chunk_text(data))
-            for callback in self.per_chunk:
-                replaced = await callback.async_post_call_streaming_hook(user_api_key_dict=auth,
-                                                                         response="".join(text))
-                if replaced is not None:
-                    data = unwrap(replaced)
-            await stream.emit(b"data: " + _encode(data) + b"\n\n")
-        await stream.emit(DONE if stream.done else b"", more=False)
+            replaced = await self.per_chunk_hooks(stream, chunk_text(data), auth)
+            stream.emit(b"data: " + _encode(data if replaced is None else replaced) + b"\n\n")
+        if stream.done:
+            stream.emit(DONE)
+        await stream.flush(more=False)

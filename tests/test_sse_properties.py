@@ -75,3 +75,10 @@ def test_from_json_makes_a_complete_event() -> None:
     event = SSEEvent.from_json({"x": "\u2028"})
     (again,) = SSEDecoder().feed(event.raw)
     assert again.json == {"x": "\u2028"} and event.raw.endswith(b"\n\n")
+
+
+def test_flush_parses_an_unterminated_multi_line_tail() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\ndata: b\n") == []
+    (rest,) = decoder.flush()
+    assert rest.raw == b"data: a\ndata: b\n" and rest.data == "a\nb"

@@ -36,7 +36,8 @@ def start(upstream: tuple[Recorder, str]) -> Iterator[Any]:
     servers: list[ServerThread] = []
 
     def run(*hooks: CustomLogger, models: list[str] | None = None) -> str:
-        config = parse_config(make_config(upstream[1], models=models or ["echo", "split-secret", "cut-stream"]))
+        config = parse_config(make_config(upstream[1],
+                                          models=models or ["echo", "split-secret", "cut-stream", "slow-stream"]))
         server = ServerThread(Gateway(config, callbacks=list(hooks))).__enter__()
         servers.append(server)
         return server.url
@@ -105,11 +106,12 @@ def test_per_chunk_hook_sees_text_so_far_and_can_replace(start: Any) -> None:
     assert contents(resp.text) == "Hello<replaced> upstream"
 
 
-def test_raising_after_chunks_ends_with_an_error_event(start: Any) -> None:
-    resp = stream(start(Counting(fail_at=" from")))
+def test_raising_after_chunks_ends_with_an_error_event(start: Any, upstream: tuple[Recorder, str]) -> None:
+    resp = stream(start(Counting(fail_at="w1 ")), "slow-stream")  # one event every 50 ms: w0 is out first
     out = events(resp.text)
-    assert resp.status_code == 200 and contents(resp.text) == "Hello"
+    assert resp.status_code == 200 and contents(resp.text) == "w0 "
     assert json.loads(out[-2][6:])["error"]["message"] == "stream hook failed" and out[-1] == "data: [DONE]"
+    assert any(model == "slow-stream" for model, _ in upstream[0].closed)  # the upstream call was stopped
 
 
 def test_raising_before_anything_went_out_gives_a_status(start: Any) -> None:
