@@ -15,17 +15,15 @@ Contract, for streaming requests whose answer is ``text/event-stream``:
   the stream ends with an SSE error event and ``[DONE]``. A failing hook cancels the
   upstream call. The upstream is read through a bounded queue (backpressure holds).
 
-Output is written in batches: what the hooks produce is buffered and sent just before
-the consumer would wait for more input, so a burst of events from one network read
-goes out in one write (one syscall, not one per event) while a slow stream is still
-sent event by event, as it comes.
+Output is batched: what the hooks produce is sent just before waiting for more input,
+so a burst from one network read is one write, and a slow stream still flows event by event.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any, cast
 
 import msgspec
 
@@ -65,10 +63,8 @@ class _Stream:
         self.send = send
         self.start: Message | None = None
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=16)  # batches: one per network read
-        self.decoder = SSEDecoder()
-        self.done = False
+        self.decoder, self.done, self.text = SSEDecoder(), False, ""  # text: served so far, for per-chunk hooks
         self.out: list[bytes] = []
-        self.text = ""  # the text served so far, for per-chunk hooks
 
     def emit(self, body: bytes) -> None:
         self.out.append(body)
@@ -98,16 +94,17 @@ class StreamHooks:
             return
         auth = ctx.auth if ctx.auth is not None else UserAPIKeyAuth(request_route=scope["path"])
         stream = _Stream(send)
+        if not self.iterators:  # per-chunk hooks run inline in `send`: no tasks needed
+            await self.app(scope, receive, self.intercept(stream, None, ctx, auth))
+            return
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.produce(scope, receive, self.intercept(stream, group, ctx, auth)))
+                sending = self.intercept(stream, group, ctx, auth)
+                group.create_task(cast(Coroutine[Any, Any, None], self.app(scope, receive, sending)))
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None  # what Errors renders: the hook's or upstream's own error
 
-    async def produce(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
-
-    def intercept(self, stream: _Stream, group: asyncio.TaskGroup, ctx: RequestContext,
+    def intercept(self, stream: _Stream, group: asyncio.TaskGroup | None, ctx: RequestContext,
                   auth: UserAPIKeyAuth) -> Send:
         passthrough = False
 
@@ -120,7 +117,7 @@ class StreamHooks:
                     await stream.send(message)
                     return
                 stream.start = message
-                if self.iterators:
+                if group is not None:
                     group.create_task(self.consume(stream, ctx, auth))
                 return
             if passthrough:
@@ -140,14 +137,23 @@ class StreamHooks:
         return hooked_send
 
     async def inline(self, stream: _Stream, batch: list[SSEEvent], auth: UserAPIKeyAuth, more: bool) -> None:
+        hooks = self.per_chunk
         for event in batch:
-            if event.is_done:
+            payload = event.payload
+            if payload == b"[DONE]":
                 stream.done = True
-            elif not event.is_json():
+                continue
+            if payload[:1] not in (b"{", b"["):  # comments, keep-alives, anything not JSON
                 stream.emit(event.raw)
-            else:
-                data = await self.per_chunk_hooks(stream, raw_chunk_text(event.payload), auth)
-                stream.emit(event.raw if data is None else b"data: " + _encode(data) + b"\n\n")
+                continue
+            stream.text += raw_chunk_text(payload)
+            replaced = None
+            for callback in hooks:  # inline, not per_chunk_hooks(): one coroutine less per event
+                result = await callback.async_post_call_streaming_hook(user_api_key_dict=auth,
+                                                                       response=stream.text)
+                if result is not None:
+                    replaced = unwrap(result)
+            stream.emit(event.raw if replaced is None else b"data: " + _encode(replaced) + b"\n\n")
         if not more and stream.done:
             stream.emit(DONE)
         await stream.flush(more)

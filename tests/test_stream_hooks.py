@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -111,7 +112,10 @@ def test_raising_after_chunks_ends_with_an_error_event(start: Any, upstream: tup
     out = events(resp.text)
     assert resp.status_code == 200 and contents(resp.text) == "w0 "
     assert json.loads(out[-2][6:])["error"]["message"] == "stream hook failed" and out[-1] == "data: [DONE]"
-    assert any(model == "slow-stream" for model, _ in upstream[0].closed)  # the upstream call was stopped
+    deadline = time.monotonic() + 2
+    while not any(m == "slow-stream" for m, _ in upstream[0].closed) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert any(m == "slow-stream" for m, _ in upstream[0].closed)  # the upstream call was stopped
 
 
 def test_raising_before_anything_went_out_gives_a_status(start: Any) -> None:
