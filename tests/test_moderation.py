@@ -113,9 +113,9 @@ def test_buffer_is_bounded_while_waiting(start: Any, upstream: tuple[Recorder, s
         assert held < 16 * 1024 * 1024, f"upstream pushed {held} bytes before the verdict"
         received = 0
         deadline = time.monotonic() + 10
-        while received < 4 * 1024 * 1024 and time.monotonic() < deadline:
+        while recorder.firehose_sent <= held and time.monotonic() < deadline:  # reading lets it flow again
             received += len(sock.recv(1 << 20))
-        assert received >= 4 * 1024 * 1024 and recorder.firehose_sent > held  # released, flowing
+        assert received > 0 and recorder.firehose_sent > held, f"still at {held} bytes after {received} read"
     finally:
         sock.close()
 
@@ -138,3 +138,4 @@ def test_every_hook_must_pass_and_each_sees_the_call(start: Any) -> None:
     embed = httpx.post(url.replace("chat/completions", "embeddings"), json={"model": "echo", "input": "x"},
                        timeout=10)
     assert embed.status_code == 403 and second.seen[-1] == ("echo", "embeddings")
+
