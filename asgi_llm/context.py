@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from asgi_llm.auth_types import UserAPIKeyAuth
 from asgi_llm.routes import Route
 from asgi_llm.types import Message, Receive, Scope
 
@@ -45,6 +46,20 @@ class RequestContext:
     def model(self) -> str | None:
         model = self.body.get("model") if self.body is not None else None
         return model if isinstance(model, str) else None
+
+    @property
+    def end_user(self) -> str | None:
+        """The body's ``user`` (the end user's id), when it is a string."""
+        user = self.body.get("user") if self.body is not None else None
+        return user if isinstance(user, str) else None
+
+    def caller(self, route: str) -> UserAPIKeyAuth:
+        """The caller hooks are handed: the one the auth layer recorded, else an anonymous
+        one (made once and kept) that still carries ``end_user_id`` and ``request_route``."""
+        if self.auth is None:
+            self.auth = UserAPIKeyAuth(end_user_id=self.end_user, request_route=route)
+        auth: UserAPIKeyAuth = self.auth
+        return auth
 
     def mark_changed(self) -> None:
         self.changed = True

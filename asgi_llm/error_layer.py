@@ -81,7 +81,7 @@ class Errors:
     async def run_failure_hooks(self, scope: Scope, exc: Exception) -> HTTPException | None:
         ctx = get_context(scope)
         data = ctx.body if ctx is not None and ctx.body is not None else {}
-        auth = ctx.auth if ctx is not None and ctx.auth is not None else UserAPIKeyAuth(request_route=scope["path"])
+        auth = ctx.caller(scope["path"]) if ctx is not None else UserAPIKeyAuth(request_route=scope["path"])
         for callback in self.failure_hooks:
             try:
                 result = await callback.async_post_call_failure_hook(

@@ -51,11 +51,6 @@ def presented_key(scope: Scope) -> str | None:
     return api_key or None
 
 
-def _end_user(ctx: RequestContext) -> str | None:
-    user = ctx.body.get("user") if ctx.body is not None else None
-    return user if isinstance(user, str) else None
-
-
 class Auth:
     """401 unless a known key is presented, 403 for a model the key may not use."""
 
@@ -89,12 +84,12 @@ class Auth:
     def caller(ctx: RequestContext, key_hash: str, key: VirtualKey | None, route: str) -> UserAPIKeyAuth:
         if key is None:
             return UserAPIKeyAuth(api_key=key_hash, key_alias="master_key", user_id="default_user_id",
-                                  end_user_id=_end_user(ctx), request_route=route)
+                                  end_user_id=ctx.end_user, request_route=route)
         model = ctx.model
         if key.models and model is not None and model not in key.models:
             raise GatewayError(403, f"This key may not use model {model!r}; it may use: {', '.join(key.models)}.",
                                param="model", code="model_not_allowed")
         return UserAPIKeyAuth(api_key=key_hash, key_alias=key.key_alias, user_id=key.user_id, team_id=key.team_id,
-                              end_user_id=_end_user(ctx), metadata=dict(key.metadata), models=list(key.models),
+                              end_user_id=ctx.end_user, metadata=dict(key.metadata), models=list(key.models),
                               rpm_limit=key.rpm_limit, tpm_limit=key.tpm_limit,
                               max_parallel_requests=key.max_parallel_requests, request_route=route)

@@ -46,15 +46,6 @@ _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
-def caller(ctx: RequestContext, scope: Scope) -> UserAPIKeyAuth:
-    """The context's caller, made (and kept) when no auth layer ran."""
-    if ctx.auth is None:
-        user = ctx.body.get("user") if ctx.body is not None else None
-        ctx.auth = UserAPIKeyAuth(end_user_id=user if isinstance(user, str) else None, request_route=scope["path"])
-    auth: UserAPIKeyAuth = ctx.auth
-    return auth
-
-
 class CallHooks:
     """Pre-call and post-call-success hooks; see the module docstring."""
 
@@ -69,7 +60,7 @@ class CallHooks:
         if ctx is None or ctx.body is None:
             await self.app(scope, receive, send)
             return
-        auth = caller(ctx, scope)
+        auth = ctx.caller(scope["path"])
         if self.pre_call:
             rejection = await self.run_pre_call(ctx, auth)
             if rejection is not None:

@@ -36,7 +36,6 @@ from asgi_llm import (
     RequestContext,
     Scope,
     Send,
-    UserAPIKeyAuth,
     get_context,
     with_hook,
 )
@@ -103,7 +102,7 @@ class Moderation:
 
     async def verdict(self, ctx: RequestContext, scope: Scope) -> None:
         assert ctx.body is not None
-        auth = ctx.auth if ctx.auth is not None else UserAPIKeyAuth(request_route=scope["path"])
+        auth = ctx.caller(scope["path"])
         data = _copy(_encode(ctx.body))  # a private copy: hooks cannot change what goes upstream
         calls = [cb.async_moderation_hook(data=data, user_api_key_dict=auth, call_type=ctx.call_type)
                  for cb in self.hooks]

@@ -92,7 +92,7 @@ class StreamHooks:
         if ctx is None or not ctx.stream or ctx.call_type not in ("completion", "text_completion"):
             await self.app(scope, receive, send)
             return
-        auth = ctx.auth if ctx.auth is not None else UserAPIKeyAuth(request_route=scope["path"])
+        auth = ctx.caller(scope["path"])
         stream = _Stream(send)
         if not self.iterators:  # per-chunk hooks run inline in `send`: no tasks needed
             await self.app(scope, receive, self.intercept(stream, None, ctx, auth))

@@ -139,3 +139,15 @@ def test_every_hook_must_pass_and_each_sees_the_call(start: Any) -> None:
                        timeout=10)
     assert embed.status_code == 403 and second.seen[-1] == ("echo", "embeddings")
 
+
+def test_hooks_see_the_end_user_without_an_auth_layer(start: Any) -> None:
+    seen: list[UserAPIKeyAuth] = []
+
+    class Spy(CustomLogger):
+        async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: UserAPIKeyAuth,
+                                        call_type: str) -> Any:
+            seen.append(user_api_key_dict)
+
+    url = start(Spy())
+    assert httpx.post(url, json={**chat("echo"), "user": "u-9"}, timeout=10).status_code == 200
+    assert seen[-1].end_user_id == "u-9" and seen[-1].request_route == "/v1/chat/completions"
