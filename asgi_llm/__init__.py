@@ -14,11 +14,17 @@ from asgi_llm.callbacks import load_callbacks
 from asgi_llm.chunks import chunk_text, raw_chunk_text
 from asgi_llm.config import Config, ConfigError, VirtualKey, load_config, parse_config
 from asgi_llm.context import CONTEXT_KEY, RequestContext, get_context, replay_receive, set_context
+from asgi_llm.cost import completion_cost, estimate_tokens, prices_of, register_prices, usage_tokens
 from asgi_llm.error_layer import Errors
-from asgi_llm.errors import GatewayError, detail_message, send_json_error, to_gateway_error
+from asgi_llm.errors import ERROR_KEY, GatewayError, detail_message, send_json_error, to_gateway_error
 from asgi_llm.hooks import CustomLogger, get_formatted_prompt, overrides, with_hook
 from asgi_llm.ingest import Ingest
 from asgi_llm.langfuse import LangfusePrompts
+from asgi_llm.log_queue import LogQueue
+from asgi_llm.log_record import CallRecord, mask_key, new_call_id
+from asgi_llm.log_sinks import LogSinks, Sink
+from asgi_llm.log_standard import standard_logging_object
+from asgi_llm.metrics import GatewayMetrics
 from asgi_llm.prompt_store import PromptStore
 from asgi_llm.prompts import (
     AllMessageValues,
@@ -36,6 +42,7 @@ from asgi_llm.response import Obj, ObjList, unwrap, wrap
 from asgi_llm.router import Deployment, Router
 from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
 from asgi_llm.sse import SSEDecoder, SSEEvent
+from asgi_llm.trace import TRACE_KEY, UpstreamTrace, UsageTap, get_trace, set_trace, traced_send
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_llm.upstream import UpstreamApp
 
@@ -43,6 +50,9 @@ if TYPE_CHECKING:
     from asgi_llm.gateway import Gateway, create_app
 
 __all__ = [
+    "ERROR_KEY", "TRACE_KEY", "CallRecord", "GatewayMetrics", "LogQueue", "LogSinks", "Sink", "UpstreamTrace",
+    "UsageTap", "completion_cost", "estimate_tokens", "get_trace", "mask_key", "new_call_id", "prices_of",
+    "register_prices", "set_trace", "standard_logging_object", "traced_send", "usage_tokens",
     "CONTEXT_KEY", "LLM_ROUTES", "ASGIApp", "AllMessageValues", "Config", "ConfigError", "CustomLogger",
     "CustomPromptManagement", "Deployment", "DualCache", "LangfusePrompts", "PromptManagementBase", "PromptStore",
     "StandardCallbackDynamicParams", "accepts", "is_manager", "manager_name", "run_manager",

@@ -38,6 +38,9 @@ class ModelEntry(msgspec.Struct, kw_only=True):
 
 class LiteLLMSettings(msgspec.Struct, kw_only=True):
     callbacks: str | list[str] | None = None  # `module.instance` paths to CustomLogger objects
+    success_callback: str | list[str] | None = None  # `module.function` paths: (kwargs, response, start, end)
+    failure_callback: str | list[str] | None = None
+    input_callback: str | list[str] | None = None  # `module.function` paths: (kwargs)
     request_timeout: float = 600.0  # LLM answers are slow: LiteLLM's default total timeout
     stream_timeout: float | None = None  # longest silence inside a stream; None: request_timeout
     num_retries: int = 0
@@ -68,6 +71,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     moderation_timeout: float | None = None  # seconds to wait for moderation hooks; None: no limit
     moderation_timeout_policy: Literal["fail_closed", "fail_open"] = "fail_closed"
     max_request_size_mb: float = 32.0
+    metrics: bool = False  # serve /metrics (Prometheus); protected by master_key when set
+    log_queue_size: int = 10_000  # logging events waiting for callbacks; when full, the oldest is dropped
+    log_callback_timeout: float = 10.0  # seconds one logging callback may take per event
     upstream: UpstreamSettings = msgspec.field(default_factory=UpstreamSettings)
 
 

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 
 from asgi_llm.auth_types import UserAPIKeyAuth
 from asgi_llm.context import get_context
-from asgi_llm.errors import GatewayError, send_json_error, to_gateway_error
+from asgi_llm.errors import ERROR_KEY, GatewayError, send_json_error, to_gateway_error
 from asgi_llm.hooks import with_hook
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,6 +75,7 @@ class Errors:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:  # the error boundary: everything below ends here
+            scope.setdefault("state", {})[ERROR_KEY] = exc  # for observers outside (the logging layer)
             replaced = await self.run_failure_hooks(scope, exc) if self.failure_hooks else None
             await self.render(replaced or exc, progress, send)
 

@@ -34,6 +34,7 @@ _TYPES = {
 
 _encode = msgspec.json.Encoder().encode
 DONE_EVENT = b"data: [DONE]\n\n"
+ERROR_KEY = "asgi_llm.error"  # scope["state"] key: the exception `Errors` rendered, for observers outside it
 
 
 def error_type(status: int) -> str:

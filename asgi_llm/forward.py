@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +27,7 @@ import msgspec
 from asgi_llm.config import UpstreamSettings
 from asgi_llm.errors import GatewayError
 from asgi_llm.router import Deployment
+from asgi_llm.trace import UpstreamTrace
 from asgi_llm.types import Send
 from asgi_llm.upstream_errors import transport_error, upstream_error
 
@@ -46,11 +48,11 @@ _decode = msgspec.json.decode
 _encode = msgspec.json.Encoder().encode
 
 
-def upstream_body(body: dict[str, Any], model: str) -> bytes:
+def upstream_body(body: dict[str, Any], model: str) -> dict[str, Any]:
     """The body the upstream gets: gateway-only fields gone, ``model`` the deployment's."""
     out = {k: v for k, v in body.items() if k not in STRIPPED_FIELDS}
     out["model"] = model
-    return _encode(out)
+    return out
 
 
 def request_headers(dep: Deployment, client: list[tuple[bytes, bytes]], content_type: str | None) -> dict[str, str]:
@@ -119,12 +121,17 @@ class Forwarder:
         await asyncio.sleep(min(max(wait, 0.0), self.settings.max_retry_wait))
 
     async def forward(self, dep: Deployment, url: str, body: bytes | AsyncIterator[bytes],
-                      headers: dict[str, str], stream: bool, send: Send) -> None:
-        """Call the upstream (with retries) and relay its answer through ``send``."""
+                      headers: dict[str, str], stream: bool, send: Send, trace: UpstreamTrace | None = None) -> None:
+        """Call the upstream (with retries) and relay its answer through ``send``; fill ``trace``."""
         attempts = 1 + (dep.retries if isinstance(body, bytes) else 0)  # a streamed upload cannot be replayed
         timeout = self.timeout(dep, stream)
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            if trace is not None:
+                trace.attempts += 1
+                trace.started = trace.started or time.perf_counter()
+                if trace.on_attempt is not None:
+                    trace.on_attempt(trace)
             try:
                 resp = await self.session.post(url, data=body, headers=headers, timeout=timeout)
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -133,12 +140,14 @@ class Forwarder:
                     raise transport_error(exc, dep, stream) from None
                 await self.backoff(attempt, None)
                 continue
+            if trace is not None:
+                trace.status, trace.headers_at = resp.status, time.perf_counter()
             try:
                 if resp.status in RETRY_STATUSES and not last:
                     resp.close()  # free the connection before waiting
                     await self.backoff(attempt, resp)
                     continue
-                await self.relay(resp, dep, stream, send)
+                await self.relay(resp, dep, stream, send, trace)
                 return
             except (TimeoutError, aiohttp.ClientError) as exc:
                 resp.close()
@@ -149,7 +158,8 @@ class Forwarder:
             finally:
                 resp.release()
 
-    async def relay(self, resp: aiohttp.ClientResponse, dep: Deployment, stream: bool, send: Send) -> None:
+    async def relay(self, resp: aiohttp.ClientResponse, dep: Deployment, stream: bool, send: Send,
+                    trace: UpstreamTrace | None) -> None:
         media = resp.content_type
         if stream and resp.status < 400 and media == "text/event-stream":
             await send({"type": "http.response.start", "status": resp.status,
@@ -157,8 +167,12 @@ class Forwarder:
             async for chunk in resp.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if trace is not None:
+                trace.done(None, time.perf_counter())
             return
         data = await resp.read()
+        if trace is not None:
+            trace.done(data, time.perf_counter())
         if resp.status >= 400:
             kept = {"retry-after": resp.headers["retry-after"]} if "retry-after" in resp.headers else {}
             raise upstream_error(resp.status, data, dep, kept)

@@ -3,10 +3,11 @@
 This is the one module of ``asgi_llm`` allowed to import ``middlewares``. The
 order is a contract (request-side outer to inner, response-side inner to outer)::
 
-    Errors -> Ingest -> Auth -> EnforceUserParam -> PromptTemplating -> CallHooks -> Moderation
-           -> StreamHooks -> UpstreamApp (or Replay(app))
+    MetricsEndpoint -> CallLogging -> Errors -> Ingest -> Auth -> EnforceUserParam -> PromptTemplating
+           -> CallHooks -> Moderation -> StreamHooks -> UpstreamApp (or Replay(app))
 
-A layer whose setting is off (no keys, no callbacks...) is left out, so it costs nothing.
+A layer whose setting is off (no keys, no callbacks...) is left out, so it costs nothing;
+CallLogging is always there (it adds the call-id and overhead headers).
 """
 
 from __future__ import annotations
@@ -14,16 +15,22 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
 from asgi_llm.cache import DualCache
-from asgi_llm.callbacks import load_callbacks
+from asgi_llm.callbacks import load_callbacks, load_functions
 from asgi_llm.config import Config, load_config
+from asgi_llm.cost import prices_of, register_prices
 from asgi_llm.error_layer import Errors
 from asgi_llm.hooks import CustomLogger, overrides
 from asgi_llm.ingest import Ingest
 from asgi_llm.langfuse import LangfusePrompts
+from asgi_llm.log_queue import LogQueue
+from asgi_llm.log_sinks import LogSinks
+from asgi_llm.metrics import GatewayMetrics
 from asgi_llm.prompt_store import PromptStore
 from asgi_llm.prompts import is_manager
 from asgi_llm.replay import Replay
@@ -32,6 +39,8 @@ from asgi_llm.types import ASGIApp, Receive, Scope, Send
 from asgi_llm.upstream import UpstreamApp
 from middlewares.auth import Auth
 from middlewares.call_hooks import CallHooks
+from middlewares.call_logging import CallLogging
+from middlewares.metrics_endpoint import MetricsEndpoint
 from middlewares.moderation import Moderation
 from middlewares.prompt_templating import PromptTemplating
 from middlewares.stream_hooks import StreamHooks
@@ -45,7 +54,9 @@ class Gateway:
     """The assembled stack; an ASGI app. ``layers`` names them outer to inner."""
 
     def __init__(self, config: Config, *, app: ASGIApp | None = None, session: aiohttp.ClientSession | None = None,
-                 callbacks: list[CustomLogger] | None = None) -> None:
+                 callbacks: list[CustomLogger] | None = None, success_callback: list[Callable[..., Any]] | None = None,
+                 failure_callback: list[Callable[..., Any]] | None = None,
+                 input_callback: list[Callable[..., Any]] | None = None) -> None:
         general = config.general_settings
         limit = int(general.max_request_size_mb * 1024 * 1024)
         self.config = config
@@ -81,7 +92,32 @@ class Gateway:
             self.layers.insert(0, "Auth")
         inner = Ingest(inner, max_body_bytes=limit)
         self.app: ASGIApp = Errors(inner, callbacks=self.callbacks)
-        self.layers[:0] = ["Errors", "Ingest"]
+        self.layers[:0] = ["CallLogging", "Errors", "Ingest"]
+        self._logging(config, success_callback, failure_callback, input_callback)
+
+    def _logging(self, config: Config, success: list[Callable[..., Any]] | None,
+                 failure: list[Callable[..., Any]] | None, inputs: list[Callable[..., Any]] | None) -> None:
+        """CallLogging (always: it stamps the headers) and, when on, the /metrics endpoint."""
+        settings, general = config.litellm_settings, config.general_settings
+
+        def functions(given: list[Callable[..., Any]] | None, spec: str | list[str] | None, key: str) -> Any:
+            return given if given is not None else load_functions(spec, config.path, f"litellm_settings.{key}")
+
+        sinks = LogSinks(self.callbacks, success=functions(success, settings.success_callback, "success_callback"),
+                         failure=functions(failure, settings.failure_callback, "failure_callback"),
+                         inputs=functions(inputs, settings.input_callback, "input_callback"))
+        for entry in config.model_list:
+            prices = prices_of(entry.model_info)
+            if prices is not None:
+                names = (entry.model_name, entry.litellm_params.model, entry.litellm_params.model.partition("/")[2])
+                register_prices(names, prices)
+        self.metrics = GatewayMetrics(e.model_name for e in config.model_list) if general.metrics else None
+        self.log_queue = LogQueue(maxsize=general.log_queue_size, timeout=general.log_callback_timeout,
+                                  on_drop=self.metrics.dropped.inc if self.metrics is not None else None)
+        self.app = CallLogging(self.app, sinks=sinks, metrics=self.metrics, queue=self.log_queue)
+        if self.metrics is not None:
+            self.app = MetricsEndpoint(self.app, metrics=self.metrics, master_key=general.master_key)
+            self.layers.insert(0, "MetricsEndpoint")
 
     def _prompts(self, config: Config, inner: ASGIApp) -> ASGIApp:
         """PromptTemplating, when anything can manage prompts: managers, a store, Langfuse."""
@@ -107,6 +143,8 @@ class Gateway:
         await self.app(scope, receive, send)
 
     async def aclose(self) -> None:
+        """Deliver queued logging events, then close the upstream pools (for embedders without lifespan)."""
+        await self.log_queue.aclose()
         await self.langfuse.aclose()
         if self.upstream is not None:
             await self.upstream.aclose()

@@ -104,6 +104,10 @@ def _completion(dep: Deployment, body: dict[str, Any], stream: bool, call_id: st
     events = [{**base, "choices": [{"index": 0, "text": w, "logprobs": None, "finish_reason": None}]}
               for w in _WORDS.findall(text)]
     events.append({**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]})
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        prompt = body.get("prompt")
+        events.append({**base, "choices": [], "usage": _usage(_tokens(str(prompt or "")), _tokens(text))})
     return events
 
 
@@ -120,9 +124,9 @@ def _embeddings(dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
-async def answer(dep: Deployment, ctx: RequestContext, send: Send) -> None:
-    """Answer one request as the mock model ``dep``."""
-    body = ctx.body or {}
+async def answer(dep: Deployment, ctx: RequestContext, send: Send, body: dict[str, Any] | None = None) -> None:
+    """Answer one request as the mock model ``dep`` (``body``: as sent upstream, else the context's)."""
+    body = body if body is not None else ctx.body or {}
     call_type = ctx.call_type
     call_id = "mock-" + hashlib.sha256(_encode(body)).hexdigest()[:24]
     created = int(time.time())

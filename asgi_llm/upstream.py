@@ -28,6 +28,7 @@ from asgi_llm.ingest import DEFAULT_MAX_BODY, ClientDisconnected, ingest
 from asgi_llm.multipart import rest_of_body, sniff_model
 from asgi_llm.router import Router
 from asgi_llm.routes import local_path, match_route
+from asgi_llm.trace import get_trace, traced_send
 from asgi_llm.types import Message, Receive, Scope, Send
 from asgi_llm.watch import DisconnectWatch
 
@@ -96,17 +97,26 @@ class UpstreamApp:
         assert ctx.body is not None
         dep = self.router.pick(ctx.model)
         ctx.consumed = True  # the body goes from the context; `receive` now only reports disconnects
-        if dep.provider == "mock":
-            await mock.answer(dep, ctx, send)
-            return
         if dep.provider == "langfuse":  # PromptTemplating resolves these before they get here
             raise GatewayError(400, f"Model {dep.model_name!r} takes its prompt from Langfuse: send it as a chat "
                                "completion.", param="model", code="prompt_model_on_wrong_route")
-        body = upstream_body(ctx.body, dep.model)
+        sent = upstream_body(ctx.body, dep.model)
+        trace = get_trace(scope)
+        if trace is not None:  # an observer wants to know what happens upstream
+            trace.deployment, trace.url, trace.sent = dep, dep.api_base + ctx.route.path, sent
+            if ctx.stream and trace.want_usage and ctx.call_type in ("completion", "text_completion"):
+                trace.ask_for_usage(sent)
+                send = traced_send(send, trace)
+        if dep.provider == "mock":
+            await mock.answer(dep, ctx, send, {**ctx.body, **sent} if trace is not None else None)
+            return
         headers = request_headers(dep, scope["headers"], None)
         async with DisconnectWatch(receive) as watch:
-            await self.forwarder.forward(dep, dep.api_base + ctx.route.path, body, headers, ctx.stream, send)
+            await self.forwarder.forward(dep, dep.api_base + ctx.route.path, _encode(sent), headers, ctx.stream,
+                                         send, trace)
         if watch.gone:
+            if trace is not None:
+                trace.client_gone = True
             log.info("client left; upstream call to %r cancelled", dep.model_name)
 
     async def forward_upload(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:

@@ -119,6 +119,8 @@ def first_byte_times(models: str, count: int = 20) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--only", default="", help="comma-separated words: run only the gateway scenarios "
+                        "whose name holds one (the no-hook run and the passthroughs always run)")
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("taskset"):
         sys.exit("bench needs wrk and taskset (make bench installs wrk from Debian)")
@@ -145,17 +147,21 @@ def main() -> None:
             "asgi-llm (chunk+moderation)": (models + "litellm_settings:\n  callbacks: "
                                                      "bench.noop_hooks.stream_and_moderation\n", ""),
         }
+        wanted = [w for w in args.only.split(",") if w]
         for who, (text, extra) in gateways.items():
+            if wanted and who != "asgi-llm (no hooks)" and not any(w in who for w in wanted):
+                continue
             config = Path(tempfile.mkstemp(suffix=".yaml")[1])
             config.write_text(text)
             port = free_port()
             cmd = [PY, "-m", "asgi_llm", "--config", str(config), "--port", str(port), "--log-level", "warning"]
             with server(cmd, port, "0") as pid:
                 results[who] = {n: wrk(port, c, args.seconds, s, pid, extra) for n, c, s in scenarios}
-            ttfb = first_byte_times(models)
+        ttfb = first_byte_times(models) if not wanted or any(w in "asgi-llm (chunk+moderation)" for w in wanted) else []
     report(results, [name for name, _, _ in scenarios])
-    print(f"\ntime to first byte, streaming, moderation hook sleeping {MODERATION_DELAY * 1000:.0f} ms "
-          f"(median of {len(ttfb)}): {statistics.median(ttfb) * 1000:.1f} ms, max {max(ttfb) * 1000:.1f} ms")
+    if ttfb:
+        print(f"\ntime to first byte, streaming, moderation hook sleeping {MODERATION_DELAY * 1000:.0f} ms "
+              f"(median of {len(ttfb)}): {statistics.median(ttfb) * 1000:.1f} ms, max {max(ttfb) * 1000:.1f} ms")
 
 
 def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]) -> None:

@@ -92,7 +92,9 @@ class Moderation:
         inner = asyncio.ensure_future(self.app(scope, receive, gate.gated_send))
         try:
             await self.verdict(ctx, scope)
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                ctx.notes["moderation_rejected"] = True  # for metrics
             inner.cancel()  # the upstream request is closed now, not when it would have finished
             with contextlib.suppress(BaseException):
                 await inner

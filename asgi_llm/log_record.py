@@ -1,0 +1,190 @@
+"""``CallRecord``: what the logging layer saw of one call, and the callback ``kwargs`` built from it.
+
+The record holds the served status, timings (``perf_counter``), the served body
+parts, the error (``Errors`` leaves it in ``scope["state"]``), the upstream trace,
+and the tokens and cost once settled. ``kwargs`` (seed 003's ``model_call_details``)
+and the ``standard_logging_object`` are built from it off the response path, in the
+logging queue's workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import traceback
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from asgi_llm.assemble import StreamAssembler
+from asgi_llm.context import RequestContext, get_context
+from asgi_llm.cost import estimate_tokens, prices_of, response_text, usage_tokens
+from asgi_llm.errors import ERROR_KEY
+from asgi_llm.hooks import get_formatted_prompt
+from asgi_llm.routes import Route
+from asgi_llm.sse import SSEDecoder
+from asgi_llm.trace import UpstreamTrace
+from asgi_llm.types import Scope
+
+_PREFIX = os.urandom(8).hex()  # unique per process, so ids from several workers never collide
+_counter = itertools.count(1)
+_decode = msgspec.json.decode
+
+
+class _UsageView(msgspec.Struct):
+    usage: dict[str, Any] | None = None
+
+
+_usage_view = msgspec.json.Decoder(_UsageView).decode
+
+
+def new_call_id() -> str:
+    return f"{_PREFIX}{next(_counter):016x}"
+
+
+def mask_key(key: str | None) -> str | None:
+    """Enough of a key to tell keys apart in logs, never enough to use it."""
+    if not key:
+        return None
+    return f"{key[:3]}...{key[-4:]}" if len(key) >= 20 else "****"
+
+
+class CallRecord:
+    """One call as the client saw it; see the module docstring."""
+
+    __slots__ = (
+        "_response",
+        "call_id",
+        "completion_tokens",
+        "cost",
+        "end",
+        "estimated",
+        "first_byte",
+        "prompt_tokens",
+        "route",
+        "scope",
+        "served",
+        "sse",
+        "start",
+        "status",
+        "trace",
+        "wall",
+    )
+
+    def __init__(self, route: Route, scope: Scope, trace: UpstreamTrace) -> None:
+        self.call_id = new_call_id()
+        self.route, self.scope, self.trace = route, scope, trace
+        self.start, self.wall = time.perf_counter(), time.time()
+        self.status = 0
+        self.sse = False
+        self.first_byte: float | None = None
+        self.end: float | None = None
+        self.served: list[bytes] = []
+        self.prompt_tokens: int | None = None
+        self.completion_tokens = 0
+        self.estimated = False
+        self.cost: float | None = None
+        self._response: Any = None
+
+    @property
+    def ctx(self) -> RequestContext | None:
+        return get_context(self.scope)
+
+    @property
+    def error(self) -> BaseException | None:
+        state = self.scope.get("state")
+        return state.get(ERROR_KEY) if state else None
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 400 or self.trace.client_gone or self.error is not None
+
+    def at(self, moment: float | None) -> datetime | None:
+        return None if moment is None else datetime.fromtimestamp(self.wall + moment - self.start)
+
+    def response(self) -> Any:
+        """What was served, as JSON: the body, or a stream assembled into one completion."""
+        if self._response is None and self.served:
+            if self.sse:
+                decoder, assembler = SSEDecoder(), StreamAssembler()
+                for part in self.served:
+                    for event in decoder.feed(part):
+                        assembler.add(event.json)
+                self._response = assembler.result()
+            else:
+                try:
+                    self._response = _decode(b"".join(self.served))
+                except msgspec.DecodeError:
+                    self._response = b"".join(self.served).decode("utf-8", "replace")
+        return self._response
+
+    def settle_usage(self, body: bytes | None = None) -> None:
+        """Tokens and cost, once: from the served ``usage``, the stream's usage chunk, or an estimate."""
+        if self.prompt_tokens is not None:
+            return
+        found = None
+        if self.sse:
+            found = usage_tokens(self.trace.usage)
+        elif body is not None or self.served:
+            try:
+                found = usage_tokens(_usage_view(body if body is not None else b"".join(self.served)).usage)
+            except msgspec.DecodeError:
+                found = None
+        if found is None:  # no usage from the upstream: estimate from the text (README, Cost)
+            ctx = self.ctx
+            asked = get_formatted_prompt(ctx.body, ctx.call_type) if ctx is not None and ctx.body else ""
+            found, self.estimated = (estimate_tokens(asked), estimate_tokens(response_text(self.response()))), True
+        self.prompt_tokens, self.completion_tokens = found
+        dep = self.trace.deployment
+        prices = prices_of(dep.model_info) if dep is not None else None
+        if prices is not None:
+            self.cost = found[0] * prices[0] + found[1] * prices[1]
+
+    def kwargs(self, event: str) -> dict[str, Any]:
+        """Seed 003's ``kwargs`` for ``event`` (pre_api_call, post_api_call, stream_event,
+        successful_api_call, failed_api_call)."""
+        ctx, trace = self.ctx, self.trace
+        body = ctx.body if ctx is not None and ctx.body is not None else {}
+        dep, sent = trace.deployment, trace.sent
+        auth = ctx.auth if ctx is not None else None
+        metadata = {**(body["metadata"] if isinstance(body.get("metadata"), dict) else {}),
+                    "user_api_key_hash": getattr(auth, "api_key", None),
+                    "user_api_key_alias": getattr(auth, "key_alias", None),
+                    "user_api_key_user_id": getattr(auth, "user_id", None),
+                    "user_api_key_team_id": getattr(auth, "team_id", None),
+                    "user_api_end_user_id": ctx.end_user if ctx is not None else None,
+                    "model_group": dep.model_name if dep is not None else body.get("model"),
+                    "deployment": f"{dep.provider}/{dep.model}" if dep is not None else None}
+        source = sent if sent is not None else body
+        kwargs: dict[str, Any] = {
+            "model": dep.model if dep is not None else body.get("model"),
+            "messages": body.get("messages", body.get("prompt", body.get("input"))),
+            "optional_params": {k: v for k, v in source.items() if k not in ("model", "messages", "prompt",
+                                                                               "input", "metadata")},
+            "litellm_params": {"metadata": metadata, "litellm_call_id": self.call_id,
+                               "api_base": dep.api_base if dep is not None else None,
+                               "custom_llm_provider": dep.provider if dep is not None else None,
+                               "model_info": dep.model_info if dep is not None else {}},
+            "litellm_call_id": self.call_id,
+            "call_type": {"completion": "acompletion", "embeddings": "aembedding"}.get(
+                self.route.call_type, "a" + self.route.call_type),
+            "stream": ctx.stream if ctx is not None else False,
+            "start_time": self.at(self.start),
+            "end_time": self.at(self.end),
+            "input": source.get("messages", source.get("prompt", source.get("input"))),
+            "api_key": mask_key(dep.api_key) if dep is not None else None,
+            "additional_args": {"complete_input_dict": sent, "api_base": trace.url, "attempts": trace.attempts},
+            "log_event_type": event,
+            "cache_hit": False,
+            "response_cost": self.cost,
+            "original_response": trace.raw.decode("utf-8", "replace") if trace.raw is not None else None,
+        }
+        if event == "successful_api_call" and self.sse:
+            kwargs["complete_streaming_response"] = self.response()
+        if event == "failed_api_call":
+            error = self.error
+            kwargs["exception"] = error
+            kwargs["traceback_exception"] = "".join(traceback.format_exception(error)) if error else None
+        return kwargs

@@ -1,0 +1,153 @@
+"""``UpstreamTrace``: what the terminal app tells observers about one request's upstream call.
+
+An observer (the logging layer) puts one in ``scope["state"]`` with ``set_trace``;
+``UpstreamApp`` fills it when present, and does nothing extra when absent:
+
+- ``deployment``, ``url`` and ``sent`` (the exact body dict sent upstream);
+- ``attempts``, with ``on_attempt(trace)`` called just before each one;
+- ``status``, ``started``/``headers_at``/``ended`` (``perf_counter`` times);
+- ``raw``: the upstream's answer as bytes, kept for non-streams (streams only
+  with ``keep_raw``), and ``on_response(trace)`` once it is complete;
+- ``usage``: a stream's usage. With ``want_usage`` the upstream is asked for
+  ``stream_options.include_usage``; when the client did not ask for it, the
+  usage-only chunk is taken out right where it arrives (``UsageTap``), so no hook
+  and no client sees a chunk it did not ask for.
+- ``client_gone``: the client left and the upstream call was cancelled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from asgi_llm.router import Deployment
+from asgi_llm.sse import SSEDecoder
+from asgi_llm.types import Message, Scope, Send
+
+TRACE_KEY = "asgi_llm.trace"
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+
+
+class UpstreamTrace:
+    """See the module docstring."""
+
+    __slots__ = ("attempts", "client_gone", "deployment", "ended", "headers_at", "keep_raw", "on_attempt",
+                 "on_response", "raw", "sent", "started", "status", "strip_usage", "url", "usage", "want_usage")
+
+    def __init__(self, *, want_usage: bool = False, keep_raw: bool = False,
+                 on_attempt: Callable[[UpstreamTrace], None] | None = None,
+                 on_response: Callable[[UpstreamTrace], None] | None = None) -> None:
+        self.want_usage = want_usage
+        self.keep_raw = keep_raw
+        self.on_attempt = on_attempt
+        self.on_response = on_response
+        self.deployment: Deployment | None = None
+        self.url: str | None = None
+        self.sent: dict[str, Any] | None = None
+        self.attempts = 0
+        self.status: int | None = None
+        self.started: float | None = None
+        self.headers_at: float | None = None
+        self.ended: float | None = None
+        self.raw: bytes | None = None
+        self.usage: dict[str, Any] | None = None
+        self.strip_usage = False
+        self.client_gone = False
+
+    def done(self, raw: bytes | None, now: float) -> None:
+        """The upstream's answer is complete (``raw``: its body, when kept)."""
+        self.ended = now
+        if raw is not None:
+            self.raw = raw
+        if self.on_response is not None:
+            self.on_response(self)
+
+    def ask_for_usage(self, body: dict[str, Any]) -> None:
+        """Make a streaming body ask for usage; remember to strip it if the client did not."""
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            return
+        body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {
+            "include_usage": True}
+        self.strip_usage = True
+
+
+def get_trace(scope: Scope) -> UpstreamTrace | None:
+    state = scope.get("state")
+    return state.get(TRACE_KEY) if state else None
+
+
+def set_trace(scope: Scope, trace: UpstreamTrace) -> None:
+    state = scope.get("state")
+    if state is None:
+        state = scope["state"] = {}
+    state[TRACE_KEY] = trace
+
+
+class UsageTap:
+    """Reads a relayed SSE stream for its usage chunk, and removes it when ``trace.strip_usage``.
+
+    Only events whose data holds a ``"usage": {`` object are parsed. Everything else
+    passes as its exact bytes; a network chunk that completes no event yields nothing
+    until the event is whole (a stream is only meaningful event by event).
+    """
+
+    __slots__ = ("decoder", "trace")
+
+    def __init__(self, trace: UpstreamTrace) -> None:
+        self.trace = trace
+        self.decoder = SSEDecoder()
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._keep(self.decoder.feed(chunk))
+
+    def flush(self) -> bytes:
+        return self._keep(self.decoder.flush())
+
+    def _keep(self, events: list[Any]) -> bytes:
+        kept: list[bytes] = []
+        for event in events:
+            if event.is_json() and _USAGE.search(event.payload):
+                found = event.json
+                if isinstance(found, dict) and isinstance(found.get("usage"), dict):
+                    self.trace.usage = found["usage"]
+                    if self.trace.strip_usage and not found.get("choices"):
+                        continue  # the usage-only chunk the client never asked for
+            kept.append(event.raw)
+        return b"".join(kept)
+
+
+def _is_sse(message: Message) -> bool:
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).startswith(b"text/event-stream")
+    return False
+
+
+def traced_send(send: Send, trace: UpstreamTrace) -> Send:
+    """``send`` for a streaming request: an SSE answer goes through a ``UsageTap`` (and its
+    raw bytes are kept when ``trace.keep_raw``); any other answer passes untouched."""
+    tap: UsageTap | None = None
+    kept: list[bytes] = []
+
+    async def traced(message: Message) -> None:
+        nonlocal tap
+        if message["type"] == "http.response.start":
+            tap = UsageTap(trace) if _is_sse(message) else None
+        elif tap is not None:
+            body: bytes = message.get("body", b"")
+            if trace.keep_raw:
+                kept.append(body)
+            out = tap.feed(body) if body else b""
+            more = message.get("more_body", False)
+            if not more:
+                out += tap.flush()
+                if trace.keep_raw:
+                    trace.raw = b"".join(kept)
+            if out or not more:
+                await send({"type": "http.response.body", "body": out, "more_body": more})
+            return
+        await send(message)
+
+    return traced

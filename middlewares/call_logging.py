@@ -1,0 +1,197 @@
+"""``CallLogging``: logging callbacks, cost and metrics for every LLM call, from what was served.
+
+It sits outside ``Errors``, so it sees each answer exactly as the client got it,
+error answers included (the exception ``Errors`` rendered is in the record).
+
+- Response headers on every LLM answer: ``x-asgi-llm-call-id``,
+  ``x-asgi-llm-overhead-ms`` (the time until the headers minus the upstream part)
+  and, for a non-streaming answer of a model with ``model_info`` prices,
+  ``x-asgi-llm-response-cost`` (the start is held until the body is there to price).
+- Events go to a ``LogQueue`` after the fact, never before a byte to the client:
+  ``pre`` before each upstream attempt, ``post`` when its answer is in, ``stream``
+  per served chunk, then ``success`` or ``failure`` once the last byte is sent.
+  Failures are answers of 400 and up, errors inside a started stream, and clients
+  that left (status 499 in metrics).
+- Streams ask the upstream for usage (``stream_options.include_usage``); the
+  terminal app takes the usage chunk out again unless the client asked for it.
+- Metrics: every call, its tokens and cost, upstream errors by type, moderation
+  rejections, streams in flight.
+- At lifespan shutdown, queued events are delivered before the app below is told.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from asgi_llm import (
+    ASGIApp,
+    CallRecord,
+    GatewayError,
+    GatewayMetrics,
+    LogQueue,
+    LogSinks,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    SSEDecoder,
+    UpstreamTrace,
+    match_route,
+    prices_of,
+    set_trace,
+    standard_logging_object,
+    wrap,
+)
+
+log = logging.getLogger("asgi_llm.logging")
+Args = tuple[dict[str, Any], Any, Any, Any]
+
+
+def _is_sse(message: Message) -> bool:
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).startswith(b"text/event-stream")
+    return False
+
+
+class CallLogging:
+    """See the module docstring."""
+
+    def __init__(self, app: ASGIApp, *, sinks: LogSinks | None = None, metrics: GatewayMetrics | None = None,
+                 queue: LogQueue | None = None, shutdown_timeout: float = 30.0) -> None:
+        self.app = app
+        self.sinks = sinks if sinks is not None else LogSinks()
+        self.metrics = metrics
+        self.queue = queue if queue is not None else LogQueue(
+            on_drop=metrics.dropped.inc if metrics is not None else None)
+        self.shutdown_timeout = shutdown_timeout
+        self.observing = bool(self.sinks) or metrics is not None  # keep served bytes, count tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = match_route(scope) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, self._lifespan(receive) if scope["type"] == "lifespan" else receive, send)
+            return
+        sinks, queue = self.sinks, self.queue
+        trace = UpstreamTrace(want_usage=self.observing, keep_raw=bool(sinks.post))
+        rec = CallRecord(route, scope, trace)
+        set_trace(scope, trace)
+        if sinks.pre:
+            trace.on_attempt = lambda _: queue.put(sinks.pre, lambda: self._args(rec, "pre_api_call"))
+        if sinks.post:
+            trace.on_response = lambda _: queue.put(sinks.post, lambda: self._args(rec, "post_api_call"))
+        held: list[Message] = []
+        decoder = SSEDecoder() if sinks.stream else None
+
+        async def observe(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                rec.status, rec.sse = message["status"], _is_sse(message)
+                if rec.sse and self.metrics is not None:
+                    self.metrics.inflight_streams.inc()
+                dep = trace.deployment
+                if not rec.sse and rec.status < 400 and dep is not None and prices_of(dep.model_info) is not None:
+                    held.append(message)  # priced: the cost header needs the body first
+                    return
+                await send(self._stamp(rec, message))
+                return
+            body: bytes = message.get("body", b"")
+            more = message.get("more_body", False)
+            if held:
+                if not more:
+                    rec.settle_usage(body)
+                await send(self._stamp(rec, held.pop()))
+            if body:
+                rec.first_byte = rec.first_byte or time.perf_counter()
+                if self.observing:
+                    rec.served.append(body)
+                if decoder is not None and rec.sse:
+                    self._stream_events(rec, decoder.feed(body))
+            await send(message)
+            if not more:
+                rec.end = time.perf_counter()
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            try:
+                self._finish(rec)
+            except Exception:  # a bug here must not turn a served answer into an error
+                log.exception("logging of call %s failed", rec.call_id)
+
+    def _stamp(self, rec: CallRecord, message: Message) -> Message:
+        trace, now = rec.trace, time.perf_counter()
+        upstream = (trace.ended or trace.headers_at or now) - trace.started if trace.started is not None else 0.0
+        headers = [*message.get("headers", ()), (b"x-asgi-llm-call-id", rec.call_id.encode()),
+                   (b"x-asgi-llm-overhead-ms", f"{(now - rec.start - upstream) * 1000:.3f}".encode())]
+        if rec.cost is not None and not rec.sse:
+            headers.append((b"x-asgi-llm-response-cost", f"{rec.cost:.10f}".encode()))
+        return {**message, "headers": headers}
+
+    def _stream_events(self, rec: CallRecord, events: list[Any]) -> None:
+        start = rec.at(rec.start)
+        for event in events:
+            chunk = event.json
+            if isinstance(chunk, dict):
+                now = rec.at(time.perf_counter())
+                self.queue.put(self.sinks.stream, lambda c=chunk, t=now: (  # type: ignore[misc]
+                    rec.kwargs("stream_event"), wrap(c), start, t))
+
+    def _args(self, rec: CallRecord, event: str) -> Args:
+        kwargs = rec.kwargs(event)
+        return kwargs, None, kwargs["start_time"], kwargs["end_time"]
+
+    def _final(self, rec: CallRecord, failed: bool) -> Args:
+        kwargs = rec.kwargs("failed_api_call" if failed else "successful_api_call")
+        kwargs["standard_logging_object"] = standard_logging_object(rec, kwargs, failed)
+        response = None if failed else wrap(rec.response())
+        if "complete_streaming_response" in kwargs:
+            kwargs["complete_streaming_response"] = response
+        return kwargs, response, kwargs["start_time"], kwargs["end_time"]
+
+    def _finish(self, rec: CallRecord) -> None:
+        rec.end = rec.end or time.perf_counter()
+        metrics = self.metrics
+        if metrics is not None and rec.sse:
+            metrics.inflight_streams.dec()
+        if not self.observing:
+            return
+        failed = rec.failed
+        if not failed:
+            rec.settle_usage()
+        if metrics is not None:
+            self._measure(metrics, rec, failed)
+        sinks = self.sinks.failure if failed else self.sinks.success
+        if sinks:
+            self.queue.put(sinks, lambda: self._final(rec, failed))
+
+    @staticmethod
+    def _measure(metrics: GatewayMetrics, rec: CallRecord, failed: bool) -> None:
+        trace, ctx = rec.trace, rec.ctx
+        model = metrics.label(trace.deployment.model_name if trace.deployment is not None else
+                              ctx.model if ctx is not None else None)
+        upstream = trace.ended - trace.started if trace.started is not None and trace.ended is not None else None
+        ttft = rec.first_byte - rec.start if rec.sse and rec.first_byte is not None else None
+        status = 499 if trace.client_gone else rec.status
+        metrics.observe_call(model, rec.route.path, status, (rec.end or rec.start) - rec.start, upstream, ttft)
+        if not failed:
+            metrics.observe_usage(model, rec.prompt_tokens or 0, rec.completion_tokens, rec.cost)
+            return
+        error = rec.error
+        code = error.code if isinstance(error, GatewayError) else None
+        if trace.status is not None and trace.status >= 400:
+            metrics.child(metrics.upstream_errors, model, f"http_{trace.status}").inc()
+        elif isinstance(code, str) and code.startswith("upstream"):
+            metrics.child(metrics.upstream_errors, model, code).inc()
+        if ctx is not None and ctx.notes.get("moderation_rejected"):
+            metrics.child(metrics.moderation_rejections, model).inc()
+
+    def _lifespan(self, receive: Receive) -> Receive:
+        async def shutdown_first() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.queue.aclose(self.shutdown_timeout)  # deliver what is queued before the exit
+            return message
+
+        return shutdown_first

@@ -1,0 +1,53 @@
+"""``MetricsEndpoint``: ``GET /metrics`` in Prometheus text format.
+
+Contract: answers ``GET``/``HEAD`` on ``/metrics`` (also under ``/v1`` and the
+mount's root path) with ``GatewayMetrics.render()``; every other request passes
+through untouched. When a master key is set, the scraper must send it
+(``Authorization: Bearer <master key>``): a missing key gets 401, a wrong one 401,
+compared in constant time over digests. Virtual keys do not open it: metrics show
+every caller's traffic. Errors are OpenAI-shaped JSON, like every other answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from asgi_llm import ASGIApp, GatewayError, GatewayMetrics, Receive, Scope, Send, local_path, send_json_error
+from middlewares.auth import presented_key
+
+
+class MetricsEndpoint:
+    """See the module docstring."""
+
+    def __init__(self, app: ASGIApp, *, metrics: GatewayMetrics, master_key: str | None = None,
+                 path: str = "/metrics") -> None:
+        self.app = app
+        self.metrics = metrics
+        self.path = path
+        self._master = hashlib.sha256(master_key.encode()).digest() if master_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or local_path(scope) != self.path:
+            await self.app(scope, receive, send)
+            return
+        refused = self.refusal(scope)
+        if refused is not None:
+            await send_json_error(send, refused)
+            return
+        body, content_type = self.metrics.render()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    def refusal(self, scope: Scope) -> GatewayError | None:
+        if scope["method"] not in ("GET", "HEAD"):
+            return GatewayError(405, f"{self.path} takes GET.", code="method_not_allowed")
+        if self._master is None:
+            return None
+        key = presented_key(scope)
+        if key is None:
+            return GatewayError(401, "Missing API key: /metrics needs the master key.", code="missing_api_key")
+        if not hmac.compare_digest(hashlib.sha256(key.encode()).digest(), self._master):
+            return GatewayError(401, "Invalid API key: /metrics needs the master key.", code="invalid_api_key")
+        return None
