@@ -1,6 +1,6 @@
 """``LogQueue``: logging events delivered off the response path.
 
-``put(sinks, build)`` never blocks and never fails: when the queue is full the
+``put(sinks, build, order)`` never blocks and never fails: when the queue is full the
 oldest event is dropped, counted in ``dropped`` and reported to ``on_drop``.
 ``workers`` coroutines (started on first use, in the running loop) take events
 out, call ``build()`` for the event's arguments (so the work of building them
@@ -11,7 +11,9 @@ happens after the client has its answer) and hand them to each sink in order:
   blocks the event loop nor starves ``asyncio.to_thread``), waited for up to
   ``timeout`` (a thread cannot be killed: it is logged and left to finish).
 
-A sink that raises or times out is logged and the next one runs; nothing reaches
+Events that share an ``order`` lock (one call's events) are delivered in the
+order they were put, even though several workers run at once. A sink that raises
+or times out is logged and the next one runs; nothing reaches
 a request. ``drain()`` waits until every queued event is delivered (at shutdown).
 """
 
@@ -28,6 +30,7 @@ from asgi_llm.log_sinks import Sink
 
 log = logging.getLogger("asgi_llm.logging")
 Build = Callable[[], tuple[dict[str, Any], Any, Any, Any]]  # -> kwargs, response_obj, start_time, end_time
+Item = tuple[Sequence[Sink], Build, asyncio.Lock | None]
 
 
 class LogQueue:
@@ -39,11 +42,11 @@ class LogQueue:
         self.on_drop = on_drop
         self.dropped = 0
         self.delivered = 0
-        self._queue: asyncio.Queue[tuple[Sequence[Sink], Build]] | None = None
+        self._queue: asyncio.Queue[Item] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: ThreadPoolExecutor | None = None
 
-    def put(self, sinks: Sequence[Sink], build: Build) -> None:
+    def put(self, sinks: Sequence[Sink], build: Build, order: asyncio.Lock | None = None) -> None:
         queue = self._queue
         if queue is None:
             queue = self._start()
@@ -55,9 +58,9 @@ class LogQueue:
                 log.warning("logging queue full (%d events): oldest dropped (%d so far)", self.maxsize, self.dropped)
             if self.on_drop is not None:
                 self.on_drop()
-        queue.put_nowait((sinks, build))
+        queue.put_nowait((sinks, build, order))
 
-    def _start(self) -> asyncio.Queue[tuple[Sequence[Sink], Build]]:
+    def _start(self) -> asyncio.Queue[Item]:
         self._queue = asyncio.Queue(self.maxsize)
         self._tasks = [asyncio.create_task(self._work(), name=f"asgi-llm-log-{i}") for i in range(self.workers)]
         return self._queue
@@ -66,9 +69,13 @@ class LogQueue:
         assert self._queue is not None
         queue = self._queue
         while True:
-            sinks, build = await queue.get()
+            sinks, build, order = await queue.get()
             try:
-                await self._deliver(sinks, build)
+                if order is None:
+                    await self._deliver(sinks, build)
+                else:
+                    async with order:  # taken without a pause when free, so waiters queue in put order
+                        await self._deliver(sinks, build)
             finally:
                 queue.task_done()
 

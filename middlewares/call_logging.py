@@ -21,6 +21,7 @@ error answers included (the exception ``Errors`` rendered is in the record).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -78,10 +79,11 @@ class CallLogging:
         trace = UpstreamTrace(want_usage=self.observing, keep_raw=bool(sinks.post))
         rec = CallRecord(route, scope, trace)
         set_trace(scope, trace)
+        order = asyncio.Lock() if sinks.pre or sinks.post or sinks.stream else None  # one call's events in order
         if sinks.pre:
-            trace.on_attempt = lambda _: queue.put(sinks.pre, lambda: self._args(rec, "pre_api_call"))
+            trace.on_attempt = lambda _: queue.put(sinks.pre, lambda: self._args(rec, "pre_api_call"), order)
         if sinks.post:
-            trace.on_response = lambda _: queue.put(sinks.post, lambda: self._args(rec, "post_api_call"))
+            trace.on_response = lambda _: queue.put(sinks.post, lambda: self._args(rec, "post_api_call"), order)
         held: list[Message] = []
         decoder = SSEDecoder() if sinks.stream else None
 
@@ -107,7 +109,7 @@ class CallLogging:
                 if self.observing:
                     rec.served.append(body)
                 if decoder is not None and rec.sse:
-                    self._stream_events(rec, decoder.feed(body))
+                    self._stream_events(rec, decoder.feed(body), order)
             await send(message)
             if not more:
                 rec.end = time.perf_counter()
@@ -116,7 +118,7 @@ class CallLogging:
             await self.app(scope, receive, observe)
         finally:
             try:
-                self._finish(rec)
+                self._finish(rec, order)
             except Exception:  # a bug here must not turn a served answer into an error
                 log.exception("logging of call %s failed", rec.call_id)
 
@@ -129,14 +131,14 @@ class CallLogging:
             headers.append((b"x-asgi-llm-response-cost", f"{rec.cost:.10f}".encode()))
         return {**message, "headers": headers}
 
-    def _stream_events(self, rec: CallRecord, events: list[Any]) -> None:
+    def _stream_events(self, rec: CallRecord, events: list[Any], order: asyncio.Lock | None) -> None:
         start = rec.at(rec.start)
         for event in events:
             chunk = event.json
             if isinstance(chunk, dict):
                 now = rec.at(time.perf_counter())
                 self.queue.put(self.sinks.stream, lambda c=chunk, t=now: (  # type: ignore[misc]
-                    rec.kwargs("stream_event"), wrap(c), start, t))
+                    rec.kwargs("stream_event"), wrap(c), start, t), order)
 
     def _args(self, rec: CallRecord, event: str) -> Args:
         kwargs = rec.kwargs(event)
@@ -150,7 +152,7 @@ class CallLogging:
             kwargs["complete_streaming_response"] = response
         return kwargs, response, kwargs["start_time"], kwargs["end_time"]
 
-    def _finish(self, rec: CallRecord) -> None:
+    def _finish(self, rec: CallRecord, order: asyncio.Lock | None) -> None:
         rec.end = rec.end or time.perf_counter()
         metrics = self.metrics
         if metrics is not None and rec.sse:
@@ -164,7 +166,7 @@ class CallLogging:
             self._measure(metrics, rec, failed)
         sinks = self.sinks.failure if failed else self.sinks.success
         if sinks:
-            self.queue.put(sinks, lambda: self._final(rec, failed))
+            self.queue.put(sinks, lambda: self._final(rec, failed), order)
 
     @staticmethod
     def _measure(metrics: GatewayMetrics, rec: CallRecord, failed: bool) -> None:

@@ -56,10 +56,15 @@ def completion(model: str, content: str) -> dict[str, Any]:
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
 
 
-def chunk(model: str, content: str) -> bytes:
-    event = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model,
-             "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+def chunk(model: str, content: str, usage: bool = False) -> bytes:
+    event: dict[str, Any] = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model,
+                             "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+    if usage:  # with stream_options.include_usage, OpenAI sends "usage": null in every chunk
+        event["usage"] = None
     return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+STREAM_USAGE = {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
 
 
 class Recorder:
@@ -71,7 +76,8 @@ class Recorder:
     a 400 OpenAI error; an upload for ``slow-whisper`` waits 5 s; ``text-500`` a plain-text
     500; ``not-json`` garbage JSON;
     ``cut-stream`` streams two chunks then breaks; ``firehose`` streams 64 KiB
-    chunks as fast as the reader allows. ``closed`` collects the models whose
+    chunks as fast as the reader allows; ``no-usage`` never reports usage. Other streams
+    send usage (``STREAM_USAGE``) when asked with ``stream_options.include_usage``. ``closed`` collects the models whose
     requests saw the client (the gateway) go away, with the time.
     """
 
@@ -154,7 +160,10 @@ class Recorder:
             return await self.stream(model, body, receive, send)
         messages = body.get("messages", []) if isinstance(body, dict) else []
         said = messages[-1].get("content", "") if messages else ""
-        await self.json(send, 200, completion(model, f"echo: {said}"), [(b"x-upstream", b"yes"),
+        answer = completion(model, f"echo: {said}")
+        if model == "no-usage":  # an upstream that reports no usage: the gateway estimates
+            del answer["usage"]
+        await self.json(send, 200, answer, [(b"x-upstream", b"yes"),
                                                                         (b"keep-alive", b"timeout=5"),
                                                                         (b"proxy-authenticate", b"Basic")])
 
@@ -185,8 +194,15 @@ class Recorder:
             await send({"type": "http.response.body", "body": cut, "more_body": True})
             raise RuntimeError("upstream dies mid-stream")  # uvicorn drops the connection
         else:
+            options = body.get("stream_options") if isinstance(body, dict) else None
+            usage = isinstance(options, dict) and options.get("include_usage") is True and model != "no-usage"
             for word in ("Hello", " from", " upstream"):
-                await send({"type": "http.response.body", "body": chunk(model, word), "more_body": True})
+                await send({"type": "http.response.body", "body": chunk(model, word, usage), "more_body": True})
+            if usage:
+                final = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model,
+                         "choices": [], "usage": STREAM_USAGE}
+                await send({"type": "http.response.body", "body": b"data: " + json.dumps(final).encode() + b"\n\n",
+                            "more_body": True})
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

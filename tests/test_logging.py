@@ -1,0 +1,180 @@
+"""Logging callbacks (seed 003) over real sockets: events, kwargs, off-path delivery."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import logging_callbacks as cb
+from tests.conftest import UPSTREAM_KEY, deployment, make_config
+from tests.servers import Recorder
+
+Upstream = tuple[Recorder, str]
+PRICED = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.01}
+
+
+@pytest.fixture(autouse=True)
+def clean_events() -> Iterator[None]:
+    cb.EVENTS.clear()
+    yield
+    cb.EVENTS.clear()
+
+
+def config(upstream: Upstream, callbacks: list[str] | None = None, **settings: Any) -> dict[str, Any]:
+    made = make_config(upstream[1], ["echo", "bad-request", "no-usage", "slow"])
+    for entry in made["model_list"]:
+        entry["model_info"] = dict(PRICED)
+    made["litellm_settings"] = {"callbacks": callbacks or [], **settings}
+    return made
+
+
+def chat(base: str, model: str = "echo", stream: bool = False, key: str = "sk-client-key", **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi there"}], "stream": stream, **extra}
+    return httpx.post(f"{base}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"},
+                      timeout=10)
+
+
+def test_sync_class_gets_pre_post_stream_and_success_events(upstream: Upstream,
+                                                            gateway_factory: Callable[..., str]) -> None:
+    base = gateway_factory(config(upstream, ["tests.logging_callbacks.sync_handler"]))
+    assert chat(base).status_code == 200
+    (_, _, kwargs, response), = cb.wait_for("sync", "success")
+    assert [e[1] for e in cb.events("sync")] == ["pre", "post", "success"]
+    assert response.choices[0].message.content == "echo: hi there"  # attribute access
+    assert response["usage"]["total_tokens"] == 5  # and key access
+    assert kwargs["log_event_type"] == "successful_api_call" and kwargs["stream"] is False
+    assert isinstance(kwargs["start_time"], datetime) and kwargs["end_time"] >= kwargs["start_time"]
+
+    cb.EVENTS.clear()
+    streamed = chat(base, stream=True)
+    assert streamed.status_code == 200
+    (_, _, kwargs, response), = cb.wait_for("sync", "success")
+    kinds = [e[1] for e in cb.events("sync")]
+    assert kinds == ["pre", "stream", "stream", "stream", "post", "success"]  # in order, for each call
+    assert kwargs["complete_streaming_response"]["choices"][0]["message"]["content"] == "Hello from upstream"
+    assert response.choices[0].message.content == "Hello from upstream"
+    assert [e[3].choices[0].delta.content for e in cb.events("sync", "stream")] == ["Hello", " from", " upstream"]
+    assert kwargs["standard_logging_object"]["completion_tokens"] == 3  # from the stream's usage chunk
+
+
+def test_a_class_with_both_twins_gets_only_the_async_one_once(upstream: Upstream,
+                                                              gateway_factory: Callable[..., str]) -> None:
+    base = gateway_factory(config(upstream, ["tests.logging_callbacks.both_twins"]))
+    assert chat(base).status_code == 200
+    assert chat(base, "bad-request").status_code == 400
+    cb.wait_for("twins", "success")
+    cb.wait_for("twins", "failure")
+    time.sleep(0.2)  # anything doubled would have arrived by now
+    assert sorted(e[1] for e in cb.events("twins")) == ["failure", "success"]
+
+
+def test_failure_event_carries_the_exception_and_traceback(upstream: Upstream,
+                                                          gateway_factory: Callable[..., str]) -> None:
+    base = gateway_factory(config(upstream, ["tests.logging_callbacks.sync_handler"],
+                                  failure_callback=["tests.logging_callbacks.on_failure"]))
+    assert chat(base, "bad-request").status_code == 400
+    (_, _, kwargs, response), = cb.wait_for("sync", "failure")
+    assert response is None and not cb.events("sync", "success")
+    assert kwargs["log_event_type"] == "failed_api_call"
+    assert "bad things" in str(kwargs["exception"]) and "GatewayError" in kwargs["traceback_exception"]
+    summary = kwargs["standard_logging_object"]
+    assert summary["status"] == "failure" and summary["status_code"] == 400
+    assert summary["error_information"]["error_class"] == "GatewayError"
+    assert cb.wait_for("fn", "failure")[0][2]["litellm_call_id"] == kwargs["litellm_call_id"]
+
+
+def test_plain_functions_sync_and_async_and_input_callback(upstream: Upstream,
+                                                           gateway_factory: Callable[..., str]) -> None:
+    recorder, _ = upstream
+    base = gateway_factory(config(upstream, success_callback=["tests.logging_callbacks.on_success",
+                                                              "tests.logging_callbacks.on_success_async"],
+                                  input_callback="tests.logging_callbacks.on_input"))
+    answer = chat(base, metadata={"hello": "world"}, temperature=0.2)
+    assert answer.status_code == 200
+    (_, _, kwargs, response), = cb.wait_for("fn", "success")
+    assert cb.wait_for("afn", "success")[0][2]["litellm_call_id"] == kwargs["litellm_call_id"]
+    assert response["choices"][0]["message"]["content"] == "echo: hi there"
+    (_, _, inputs, _), = cb.wait_for("fn", "input")
+    sent = recorder.requests[-1]["body"]
+    assert inputs["additional_args"]["complete_input_dict"] == sent  # exactly what went upstream
+    assert "metadata" not in sent and inputs["log_event_type"] == "pre_api_call"
+    assert kwargs["litellm_params"]["metadata"]["hello"] == "world"
+    assert kwargs["optional_params"]["temperature"] == 0.2
+    assert answer.headers["x-asgi-llm-call-id"] == kwargs["litellm_call_id"]
+
+
+def test_kwargs_carry_what_seed_003_lists(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
+    from middlewares.auth import hash_key
+
+    made = config(upstream, ["tests.logging_callbacks.sync_handler", "examples.custom_callbacks.proxy_handler_instance"])
+    made["keys"] = [{"key_hash": hash_key("sk-team-key"), "key_alias": "ci", "user_id": "u1", "team_id": "t1"}]
+    base = gateway_factory(made)
+    answer = chat(base, key="sk-team-key", user="end-user-7", metadata={"trace": "abc"})
+    assert answer.status_code == 200
+    (_, _, kwargs, _), = cb.wait_for("sync", "success")
+    assert kwargs["model"] == "echo" and kwargs["call_type"] == "acompletion"
+    # messages after the pre-call hook (seed 004's handler rewrites the request)
+    assert kwargs["messages"] == upstream[0].requests[-1]["body"]["messages"]
+    meta = kwargs["litellm_params"]["metadata"]
+    assert meta["trace"] == "abc" and meta["user_api_key_alias"] == "ci"
+    assert meta["user_api_key_user_id"] == "u1" and meta["user_api_key_team_id"] == "t1"
+    assert meta["user_api_key_hash"] == hash_key("sk-team-key") and meta["user_api_end_user_id"] == "end-user-7"
+    assert kwargs["api_key"] != UPSTREAM_KEY and UPSTREAM_KEY not in repr(kwargs)
+    assert "sk-team-key" not in repr(kwargs)
+    assert kwargs["input"] == kwargs["additional_args"]["complete_input_dict"]["messages"]
+    assert '"content": "echo: ' in kwargs["original_response"] or '"content":"echo: ' in kwargs["original_response"]
+    assert kwargs["cache_hit"] is False
+    assert kwargs["response_cost"] == pytest.approx(3 * 0.001 + 2 * 0.01)
+    summary = kwargs["standard_logging_object"]
+    for field in ("id", "status", "model", "model_group", "prompt_tokens", "completion_tokens", "total_tokens",
+                  "response_cost", "startTime", "endTime", "response_time", "upstream_time", "overhead_time"):
+        assert field in summary, field
+    assert summary["status"] == "success" and summary["model_group"] == "echo" and summary["total_tokens"] == 5
+    assert summary["error_information"] is None and summary["usage_estimated"] is False
+
+
+def test_callbacks_never_hold_or_break_a_request(upstream: Upstream, gateway_factory: Callable[..., str],
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    made = config(upstream, ["tests.logging_callbacks.slow", "tests.logging_callbacks.misbehaving"],
+                  success_callback=["tests.logging_callbacks.slow_sync_success"])
+    made["general_settings"]["log_callback_timeout"] = 0.5
+    base = gateway_factory(made)
+    began = time.monotonic()
+    assert chat(base).status_code == 200
+    assert chat(base, stream=True).status_code == 200
+    assert time.monotonic() - began < 0.8  # two calls, while each waits 1 s in a callback
+    assert chat(base, "bad-request").status_code == 400  # the hanging failure callback: timed out
+    assert not cb.events("slow") and not cb.events("slow-sync")  # the answers came first
+    time.sleep(1.3)  # past the 0.5 s timeout: the slow ones were abandoned, the next events still flow
+    assert chat(base).status_code == 200
+    logged = caplog.text
+    assert "Misbehaving.async_log_success_event raised; ignored" in logged
+    assert "Misbehaving.async_log_failure_event took longer than 0.5s; abandoned" in logged
+    assert "Slow.async_log_success_event took longer than 0.5s" in logged
+    assert not cb.events("slow")  # abandoned, never finished
+
+
+def test_slow_callbacks_still_deliver_within_the_timeout(upstream: Upstream,
+                                                         gateway_factory: Callable[..., str]) -> None:
+    base = gateway_factory(config(upstream, ["tests.logging_callbacks.slow"],
+                                  success_callback=["tests.logging_callbacks.slow_sync_success"]))
+    began = time.monotonic()
+    assert chat(base).status_code == 200
+    assert time.monotonic() - began < 0.5
+    cb.wait_for("slow", "success")
+    cb.wait_for("slow-sync", "success")
+
+
+def test_client_that_leaves_is_a_failure(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
+    base = gateway_factory(config(upstream, ["tests.logging_callbacks.both_twins"]))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{base}/v1/chat/completions", json={"model": "slow", "messages": [{"role": "user", "content": "x"}]},
+                   timeout=0.3)
+    (_, _, kwargs, _), = cb.wait_for("twins", "failure")
+    summary = kwargs["standard_logging_object"]
+    assert summary["status_code"] == 499 and summary["error_information"]["error_class"] == "ClientDisconnected"
