@@ -128,10 +128,7 @@ class Forwarder:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             if trace is not None:
-                trace.attempts += 1
-                trace.started = trace.started or time.perf_counter()
-                if trace.on_attempt is not None:
-                    trace.on_attempt(trace)
+                trace.begin(time.perf_counter())
             try:
                 resp = await self.session.post(url, data=body, headers=headers, timeout=timeout)
             except (TimeoutError, aiohttp.ClientError) as exc:

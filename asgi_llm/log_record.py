@@ -135,7 +135,12 @@ class CallRecord:
         if found is None:  # no usage from the upstream: estimate from the text (README, Cost)
             ctx = self.ctx
             asked = get_formatted_prompt(ctx.body, ctx.call_type) if ctx is not None and ctx.body else ""
-            found, self.estimated = (estimate_tokens(asked), estimate_tokens(response_text(self.response()))), True
+            if body is not None and not self.served:
+                self.served.append(body)  # the body that is about to be sent: what `response` reads
+                answer, self.served = self.response(), []
+            else:
+                answer = self.response()
+            found, self.estimated = (estimate_tokens(asked), estimate_tokens(response_text(answer))), True
         self.prompt_tokens, self.completion_tokens = found
         dep = self.trace.deployment
         prices = prices_of(dep.model_info) if dep is not None else None

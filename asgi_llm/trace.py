@@ -55,6 +55,13 @@ class UpstreamTrace:
         self.strip_usage = False
         self.client_gone = False
 
+    def begin(self, now: float) -> None:
+        """An upstream attempt starts now."""
+        self.attempts += 1
+        self.started = self.started or now
+        if self.on_attempt is not None:
+            self.on_attempt(self)
+
     def done(self, raw: bytes | None, now: float) -> None:
         """The upstream's answer is complete (``raw``: its body, when kept)."""
         self.ended = now

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -108,7 +109,12 @@ class UpstreamApp:
                 trace.ask_for_usage(sent)
                 send = traced_send(send, trace)
         if dep.provider == "mock":
-            await mock.answer(dep, ctx, send, {**ctx.body, **sent} if trace is not None else None)
+            if trace is None:
+                await mock.answer(dep, ctx, send)
+                return
+            trace.begin(time.perf_counter())  # the mock is this call's upstream: logged like one
+            await mock.answer(dep, ctx, send, {**ctx.body, **sent})
+            trace.done(None, time.perf_counter())
             return
         headers = request_headers(dep, scope["headers"], None)
         async with DisconnectWatch(receive) as watch:

@@ -6,8 +6,10 @@ The config is the same LiteLLM-shaped mapping the YAML file holds.
 
 from __future__ import annotations
 
-from asgi_llm import Errors, Ingest, Router, UpstreamApp, parse_config
-from middlewares import Auth
+from typing import Any
+
+from asgi_llm import Errors, GatewayMetrics, Ingest, LogSinks, Router, UpstreamApp, parse_config
+from middlewares import Auth, CallLogging, MetricsEndpoint
 
 config = parse_config({
     "model_list": [
@@ -16,8 +18,19 @@ config = parse_config({
     ],
 })
 
+COSTS: list[tuple[str, Any]] = []
+
+
+def record_cost(kwargs: dict[str, Any], completion_response: Any, start_time: Any, end_time: Any) -> None:
+    """A plain success callback (seed 003's signature), registered in code below."""
+    COSTS.append((kwargs["litellm_call_id"], kwargs["standard_logging_object"]["total_tokens"]))
+
+
 upstream = UpstreamApp(Router(config))
-app = Errors(Ingest(upstream))  # request side runs outer -> inner: Errors, Ingest, UpstreamApp
+metrics = GatewayMetrics(["gpt-4o-mini", "echo"])
+# request side runs outer -> inner: MetricsEndpoint, CallLogging, Errors, Ingest, UpstreamApp
+app = MetricsEndpoint(CallLogging(Errors(Ingest(upstream)), sinks=LogSinks(success=[record_cost]), metrics=metrics),
+                      metrics=metrics)
 
 
 def with_master_key(key: str) -> Errors:

@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from asgi_llm import CustomLogger
 
 EVENTS: list[tuple[str, str, Any, Any]] = []  # (who, event, kwargs or model, response_obj)
@@ -92,6 +94,15 @@ class Slow(CustomLogger):
         record("slow", "success", kwargs, response_obj)
 
 
+class Blocker(CustomLogger):
+    """A moderation hook that rejects the word "forbidden"."""
+
+    async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: Any, call_type: str) -> None:
+        if "forbidden" in str(data.get("messages")):
+            raise HTTPException(status_code=403, detail="blocked by moderation")
+
+
+blocker = Blocker()
 sync_handler = SyncHandler()
 both_twins = BothTwins()
 misbehaving = Misbehaving()

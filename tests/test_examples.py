@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from examples.app import app, with_master_key
+from examples.app import COSTS, app, with_master_key
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hey"}]}
 
@@ -17,10 +17,19 @@ async def _post(asgi: object, headers: dict[str, str] | None = None) -> httpx.Re
         return await client.post("/v1/chat/completions", json=CHAT, headers=headers)
 
 
-def test_example_app_answers() -> None:
-    resp = asyncio.run(_post(app))
+def test_example_app_answers_logs_and_counts() -> None:
+    async def run() -> tuple[httpx.Response, httpx.Response]:
+        answer = await _post(app)
+        await app.app.queue.aclose()  # deliver the success event before the loop ends
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://example") as client:
+            return answer, await client.get("/metrics")
+
+    resp, metrics = asyncio.run(run())
     assert resp.status_code == 200
     assert resp.json()["choices"][0]["message"]["content"] == "This is a mock response from gpt-4o-mini. You said: hey"
+    assert (resp.headers["x-asgi-llm-call-id"], 11) in COSTS  # "hey" + 10 words answered, as the mock counts
+    assert 'asgi_llm_requests_total{model="gpt-4o-mini",route="/chat/completions",status="200"}' in metrics.text
 
 
 def test_example_with_master_key() -> None:

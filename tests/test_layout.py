@@ -47,8 +47,8 @@ def test_default_stack_order() -> None:
     config["litellm_settings"] = {"callbacks": ["examples.custom_callbacks.proxy_handler_instance",
                                                 "examples.custom_prompt.prompt_management"]}
     gateway = Gateway(parse_config(config))
-    assert gateway.layers == ["CallLogging", "Errors", "Ingest", "Auth", "EnforceUserParam", "PromptTemplating", "CallHooks",
-                              "UpstreamApp"]
+    assert gateway.layers == ["CallLogging", "Errors", "Ingest", "Auth", "EnforceUserParam", "PromptTemplating",
+                              "CallHooks", "UpstreamApp"]
     found, app = [], gateway.app
     while app is not None:  # walk the real objects, not the names
         found.append(type(app).__name__)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests import logging_callbacks as cb
-from tests.conftest import UPSTREAM_KEY, deployment, make_config
+from tests.conftest import UPSTREAM_KEY, make_config
 from tests.servers import Recorder
 
 Upstream = tuple[Recorder, str]
@@ -33,7 +40,8 @@ def config(upstream: Upstream, callbacks: list[str] | None = None, **settings: A
     return made
 
 
-def chat(base: str, model: str = "echo", stream: bool = False, key: str = "sk-client-key", **extra: Any) -> httpx.Response:
+def chat(base: str, model: str = "echo", stream: bool = False, key: str = "sk-client-key",
+         **extra: Any) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": "hi there"}], "stream": stream, **extra}
     return httpx.post(f"{base}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"},
                       timeout=10)
@@ -111,7 +119,8 @@ def test_plain_functions_sync_and_async_and_input_callback(upstream: Upstream,
 def test_kwargs_carry_what_seed_003_lists(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
     from middlewares.auth import hash_key
 
-    made = config(upstream, ["tests.logging_callbacks.sync_handler", "examples.custom_callbacks.proxy_handler_instance"])
+    made = config(upstream, ["tests.logging_callbacks.sync_handler",
+                             "examples.custom_callbacks.proxy_handler_instance"])
     made["keys"] = [{"key_hash": hash_key("sk-team-key"), "key_alias": "ci", "user_id": "u1", "team_id": "t1"}]
     base = gateway_factory(made)
     answer = chat(base, key="sk-team-key", user="end-user-7", metadata={"trace": "abc"})
@@ -173,8 +182,87 @@ def test_slow_callbacks_still_deliver_within_the_timeout(upstream: Upstream,
 def test_client_that_leaves_is_a_failure(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
     base = gateway_factory(config(upstream, ["tests.logging_callbacks.both_twins"]))
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{base}/v1/chat/completions", json={"model": "slow", "messages": [{"role": "user", "content": "x"}]},
-                   timeout=0.3)
+        httpx.post(f"{base}/v1/chat/completions", timeout=0.3,
+                   json={"model": "slow", "messages": [{"role": "user", "content": "x"}]})
     (_, _, kwargs, _), = cb.wait_for("twins", "failure")
     summary = kwargs["standard_logging_object"]
     assert summary["status_code"] == 499 and summary["error_information"]["error_class"] == "ClientDisconnected"
+
+
+def test_seed_003_examples_run_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    from asgi_llm.gateway import create_app
+    from tests.servers import ServerThread
+
+    body = {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "Hi i'm openai"}],
+            "metadata": {"hello": "world"}}
+    with ServerThread(create_app("examples/logging_config.yaml")) as server:
+        assert httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10).status_code == 200
+        assert httpx.post(f"{server.url}/v1/chat/completions", json={**body, "stream": True},
+                          timeout=10).status_code == 200
+    # the server has stopped, and its shutdown delivered every queued event
+    out = capsys.readouterr().out
+    assert out.count("Pre-API Call") == 2 and out.count("Post-API Call") == 2
+    assert out.count("On Async Success") == 2 and "On Success" not in out  # the async twin only
+    assert out.count("On Async Streaming") >= 5 and "On Stream\n" not in out
+    # cost tracking, both kinds: $0.5/M in, $1.5/M out; the mock counts words
+    regular = float(re.search(r"regular response_cost (\S+)", out).group(1))  # type: ignore[union-attr]
+    streaming = float(re.search(r"streaming response_cost (\S+)", out).group(1))  # type: ignore[union-attr]
+    assert regular == pytest.approx(3 * 0.0000005 + 12 * 0.0000015)
+    assert streaming > 0
+    # the transformed input: what went to the model, without gateway fields
+    sent = re.search(r"params to model (\{.*\})", out).group(1)  # type: ignore[union-attr]
+    assert "'model': 'gpt-3.5-turbo'" in sent and "metadata" not in sent
+    assert "'hello': 'world'" in out  # the metadata example
+
+
+def test_queued_events_are_delivered_at_shutdown(tmp_path: Path) -> None:
+    (tmp_path / "file_logger.py").write_text(
+        "import os, time\n"
+        "def log_to_file(kwargs, response, start, end):\n"
+        "    time.sleep(0.2)\n"
+        "    with open(os.environ['LOG_FILE'], 'a') as f:\n"
+        "        f.write(kwargs['litellm_call_id'] + '\\n')\n")
+    (tmp_path / "config.yaml").write_text(
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n"
+        "litellm_settings:\n  success_callback: file_logger.log_to_file\n")
+    log_file = tmp_path / "calls.log"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "asgi_llm", "--config", str(tmp_path / "config.yaml"),
+                             "--port", str(port), "--log-level", "warning"],
+                            env={**os.environ, "LOG_FILE": str(log_file)})
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        ids = [httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=10,
+                          json={"model": "m", "messages": [{"role": "user", "content": "x"}]}
+                          ).headers["x-asgi-llm-call-id"] for _ in range(12)]
+        proc.send_signal(signal.SIGTERM)  # 12 events x 0.2 s on 4 threads: most still queued
+        assert proc.wait(20) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+    finally:
+        proc.kill()
+    assert sorted(log_file.read_text().split()) == sorted(ids)
+
+
+def test_programmatic_registration_and_config_errors(upstream: Upstream) -> None:
+    from asgi_llm import ConfigError, parse_config
+    from asgi_llm.gateway import Gateway
+
+    seen: list[str] = []
+    gateway = Gateway(parse_config(config(upstream)), success_callback=[lambda k, r, s, e: seen.append(k["model"])])
+    from tests.servers import ServerThread
+
+    with ServerThread(gateway) as server:
+        assert chat(server.url).status_code == 200
+    assert seen == ["echo"]  # delivered by the time the server stopped
+    for value, message in (("langfuse", "built-in integrations are not included"),
+                           ("tests.logging_callbacks.NOT_A_FUNCTION", "is a int, not a function"),
+                           ("tests.nowhere.fn", "cannot import 'tests.nowhere'")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            Gateway(parse_config(config(upstream, success_callback=[value])))

@@ -1,0 +1,205 @@
+"""Cost, usage, response headers and /metrics, over real sockets; the log queue's limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from asgi_llm import GatewayMetrics, LogQueue, Sink, completion_cost, register_prices
+from tests import logging_callbacks as cb
+from tests.conftest import make_config
+from tests.servers import STREAM_USAGE, Recorder
+
+Upstream = tuple[Recorder, str]
+IN, OUT = 0.001, 0.01
+
+
+@pytest.fixture(autouse=True)
+def clean_events() -> Iterator[None]:
+    cb.EVENTS.clear()
+    yield
+    cb.EVENTS.clear()
+
+
+def priced(upstream: Upstream, **general: Any) -> dict[str, Any]:
+    made = make_config(upstream[1], ["echo", "bad-request", "no-usage", "slow-stream"], **general)
+    for entry in made["model_list"]:
+        if entry["model_name"] != "slow-stream":
+            entry["model_info"] = {"input_cost_per_token": IN, "output_cost_per_token": OUT}
+    return made
+
+
+def post(base: str, body: dict[str, Any], key: str | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=10)
+
+
+def ask(model: str = "echo", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "hi there"}], **extra}
+
+
+def events_of(text: str) -> list[Any]:
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+
+
+def test_cost_and_call_headers_on_a_plain_answer(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
+    base = gateway_factory(priced(upstream))
+    first, second = post(base, ask()), post(base, ask())
+    assert first.status_code == 200
+    assert float(first.headers["x-asgi-llm-response-cost"]) == pytest.approx(3 * IN + 2 * OUT)  # usage 3 + 2
+    assert float(first.headers["x-asgi-llm-overhead-ms"]) >= 0
+    assert re.fullmatch(r"[0-9a-f]{32}", first.headers["x-asgi-llm-call-id"])
+    assert first.headers["x-asgi-llm-call-id"] != second.headers["x-asgi-llm-call-id"]
+    assert int(first.headers["content-length"]) == len(first.content)
+    error = post(base, ask("bad-request"))  # errors carry the id too, never a cost
+    assert error.status_code == 400 and "x-asgi-llm-call-id" in error.headers
+    assert "x-asgi-llm-response-cost" not in error.headers
+
+
+def test_streams_ask_for_usage_and_hide_it_unless_asked(upstream: Upstream,
+                                                        gateway_factory: Callable[..., str]) -> None:
+    recorder, _ = upstream
+    made = priced(upstream)
+    made["litellm_settings"] = {"success_callback": "tests.logging_callbacks.on_success"}
+    base = gateway_factory(made)
+    answer = post(base, ask(stream=True))
+    sent = recorder.requests[-1]["body"]
+    assert sent["stream_options"] == {"include_usage": True}  # asked upstream
+    chunks = events_of(answer.text)
+    assert all(c["choices"] for c in chunks) and answer.text.endswith("data: [DONE]\n\n")  # usage chunk gone
+    assert "x-asgi-llm-call-id" in answer.headers and "x-asgi-llm-response-cost" not in answer.headers
+    (_, _, kwargs, _), = cb.wait_for("fn", "success")
+    assert kwargs["response_cost"] == pytest.approx(STREAM_USAGE["prompt_tokens"] * IN
+                                                    + STREAM_USAGE["completion_tokens"] * OUT)
+    assert kwargs["complete_streaming_response"]["usage"] is None  # the client was served no usage
+
+    cb.EVENTS.clear()
+    asked = post(base, ask(stream=True, stream_options={"include_usage": True}))
+    assert events_of(asked.text)[-1]["usage"] == STREAM_USAGE  # asked for: kept
+    (_, _, kwargs, _), = cb.wait_for("fn", "success")
+    assert kwargs["standard_logging_object"]["usage_estimated"] is False
+
+
+def test_no_usage_is_estimated_and_says_so(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
+    made = priced(upstream)
+    made["litellm_settings"] = {"success_callback": "tests.logging_callbacks.on_success"}
+    base = gateway_factory(made)
+    answer = post(base, ask("no-usage"))
+    # "hi there" is 8 characters: 2 tokens; "echo: hi there" is 14: 4 tokens (4 characters a token)
+    assert float(answer.headers["x-asgi-llm-response-cost"]) == pytest.approx(2 * IN + 4 * OUT)
+    (_, _, kwargs, _), = cb.wait_for("fn", "success")
+    summary = kwargs["standard_logging_object"]
+    assert summary["usage_estimated"] is True and summary["prompt_tokens"] == 2
+    assert summary["completion_tokens"] == 4
+    cb.EVENTS.clear()
+    post(base, ask("no-usage", stream=True))
+    (_, _, kwargs, _), = cb.wait_for("fn", "success")
+    summary = kwargs["standard_logging_object"]
+    assert summary["usage_estimated"] is True and summary["completion_tokens"] == 5  # "Hello from upstream"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} {labels} in metrics")
+
+
+def test_metrics_count_calls_tokens_cost_and_errors(upstream: Upstream,
+                                                    gateway_factory: Callable[..., str]) -> None:
+    made = priced(upstream, metrics=True)
+    made["model_list"].append({"model_name": "down", "litellm_params": {"model": "openai/down",
+                                                                          "api_base": "http://127.0.0.1:9/v1"}})
+    base = gateway_factory(made)
+    for body in (ask(), ask(), ask(stream=True), ask("bad-request"), ask("down"), ask("nope")):
+        post(base, body)
+    text = httpx.get(f"{base}/metrics").text
+    assert metric(text, "asgi_llm_requests_total", model="echo", route="/chat/completions", status="200") == 3
+    assert metric(text, "asgi_llm_requests_total", model="bad-request", status="400") == 1
+    assert metric(text, "asgi_llm_requests_total", model="down", status="502") == 1
+    assert metric(text, "asgi_llm_requests_total", model="other", status="404") == 1  # unknown: no new label
+    assert metric(text, "asgi_llm_upstream_errors_total", model="bad-request", type="http_400") == 1
+    assert metric(text, "asgi_llm_upstream_errors_total", model="down", type="upstream_unavailable") == 1
+    assert metric(text, "asgi_llm_tokens_total", model="echo", direction="input") == 3 + 3 + 4
+    assert metric(text, "asgi_llm_tokens_total", model="echo", direction="output") == 2 + 2 + 3
+    assert metric(text, "asgi_llm_cost_usd_total", model="echo") == pytest.approx(10 * IN + 7 * OUT)
+    assert metric(text, "asgi_llm_request_duration_seconds_count", model="echo") == 3
+    assert metric(text, "asgi_llm_upstream_duration_seconds_count", model="echo") == 3
+    assert metric(text, "asgi_llm_overhead_seconds_count", model="echo") == 3
+    assert metric(text, "asgi_llm_time_to_first_token_seconds_count", model="echo") == 1
+    assert metric(text, "asgi_llm_inflight_streams") == 0
+    assert metric(text, "asgi_llm_log_events_dropped_total") == 0
+
+
+def test_inflight_streams_and_master_key(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
+    base = gateway_factory(priced(upstream, metrics=True, master_key="sk-master"))
+    assert httpx.get(f"{base}/metrics").status_code == 401
+    assert httpx.get(f"{base}/metrics", headers={"authorization": "Bearer wrong"}).json()["error"]["code"] == \
+        "invalid_api_key"
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=ask("slow-stream", stream=True),
+                      headers={"authorization": "Bearer sk-master"}, timeout=10) as streaming:
+        next(streaming.iter_bytes())
+        text = httpx.get(f"{base}/metrics", headers={"authorization": "Bearer sk-master"}).text
+        assert metric(text, "asgi_llm_inflight_streams") == 1
+    for _ in range(50):  # the gateway notices the client left within a few reads
+        text = httpx.get(f"{base}/metrics", headers={"authorization": "Bearer sk-master"}).text
+        if metric(text, "asgi_llm_inflight_streams") == 0:
+            break
+        asyncio.run(asyncio.sleep(0.05))
+    assert metric(text, "asgi_llm_inflight_streams") == 0
+    assert metric(text, "asgi_llm_requests_total", model="slow-stream", status="499") == 1
+
+
+def test_metrics_off_means_no_endpoint(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
+    base = gateway_factory(priced(upstream))
+    assert httpx.get(f"{base}/metrics").status_code == 404
+
+
+def test_moderation_rejections_are_counted(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
+    made = priced(upstream, metrics=True)
+    made["litellm_settings"] = {"callbacks": "tests.logging_callbacks.blocker"}
+    base = gateway_factory(made)
+    assert post(base, ask(messages=[{"role": "user", "content": "forbidden"}])).status_code == 403
+    text = httpx.get(f"{base}/metrics").text
+    assert metric(text, "asgi_llm_moderation_rejections_total", model="echo") == 1
+
+
+def test_queue_drops_the_oldest_when_full_and_counts_it() -> None:
+    asyncio.run(queue_overflow())
+
+
+async def queue_overflow() -> None:
+    delivered: list[int] = []
+    gate = asyncio.Event()
+
+    async def sink(kwargs: Any, response: Any, start: Any, end: Any) -> None:
+        await gate.wait()
+        delivered.append(kwargs["n"])
+
+    metrics = GatewayMetrics()
+    queue = LogQueue(maxsize=2, workers=1, on_drop=metrics.dropped.inc)
+    sinks = [Sink(sink, "std", "sink")]
+    for n in range(5):  # put synchronously: the worker has not taken any yet
+        queue.put(sinks, lambda n=n: ({"n": n}, None, None, None))  # type: ignore[misc]
+    assert queue.dropped == 3 and metrics.dropped._value.get() == 3
+    gate.set()
+    await queue.aclose(grace=5)
+    assert delivered == [3, 4]  # the newest two
+
+
+def test_completion_cost_like_litellm() -> None:
+    register_prices(["priced-model"], (IN, OUT))
+    response = {"model": "priced-model", "usage": {"prompt_tokens": 10, "completion_tokens": 20}}
+    assert completion_cost(completion_response=response) == pytest.approx(10 * IN + 20 * OUT)
+    assert completion_cost(model="priced-model", messages=[{"role": "user", "content": "12345678"}],
+                           completion="1234") == pytest.approx(2 * IN + 1 * OUT)
+    with pytest.raises(ValueError, match="no prices for model 'unpriced'"):
+        completion_cost(model="unpriced", messages=[], completion="x")
