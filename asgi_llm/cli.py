@@ -11,11 +11,13 @@ import argparse
 import hashlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 
 import uvicorn
 
-from asgi_llm.callbacks import load_callbacks
+from asgi_llm.callbacks import load_callbacks, load_functions
 from asgi_llm.config import ConfigError, load_config
 from asgi_llm.gateway import CONFIG_ENV
 
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, unsupported = load_config(args.config)
         load_callbacks(config.litellm_settings.callbacks, config.path)  # fail here, not in a worker
+        for key in ("success_callback", "failure_callback", "input_callback"):
+            load_functions(getattr(config.litellm_settings, key), config.path, f"litellm_settings.{key}")
     except ConfigError as exc:
         print(f"asgi-llm: config error: {exc}", file=sys.stderr)
         return 2
@@ -53,9 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[CONFIG_ENV] = config.path or os.path.abspath(args.config)
     logging.getLogger("asgi_llm").info("serving %d model(s) on http://%s:%d",
                                        len(config.model_list), args.host, args.port)
-    uvicorn.run("asgi_llm.gateway:app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=args.access_log,
-                loop="auto", http="auto", timeout_graceful_shutdown=30)
+    shared = None
+    if args.workers > 1 and config.general_settings.metrics and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        shared = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="asgi-llm-metrics-")
+    try:  # workers are fresh processes: they see the directory before importing prometheus-client
+        uvicorn.run("asgi_llm.gateway:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, access_log=args.access_log,
+                    loop="auto", http="auto", timeout_graceful_shutdown=30)
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 

@@ -49,3 +49,16 @@ class ModerationOnly(CustomLogger):
 
 
 chunk_only, moderation_only = ChunkOnly(), ModerationOnly()
+
+
+class SuccessLogger(CustomLogger):
+    """One async success callback that reads what a real logger would (the summary), nothing more."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self.calls += kwargs["standard_logging_object"]["total_tokens"] >= 0
+
+
+success_logger = SuccessLogger()

@@ -146,6 +146,8 @@ def main() -> None:
             "asgi-llm (prompt store)": (models + f"prompts:\n  path: {ROOT / 'bench' / 'prompts'}\n", PROMPT),
             "asgi-llm (chunk+moderation)": (models + "litellm_settings:\n  callbacks: "
                                                      "bench.noop_hooks.stream_and_moderation\n", ""),
+            "asgi-llm (success cb+metrics)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks."
+                                                       "success_logger\ngeneral_settings:\n  metrics: true\n", ""),
         }
         wanted = [w for w in args.only.split(",") if w]
         for who, (text, extra) in gateways.items():
@@ -165,12 +167,12 @@ def main() -> None:
 
 
 def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]) -> None:
-    print(f"\n{'server':<27}{'scenario':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
+    print(f"\n{'server':<32}{'scenario':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
     for who, runs in results.items():
         for name in scenarios:
             r = runs[name]
             cpu = f"{r['cpu_ms']:.3f}" if r["cpu_ms"] else "-"
-            print(f"{who:<27}{name:<14}{r['rps']:>9.0f}{r['p50']:>9.3f}{r['p99']:>9.3f}{cpu:>12}")
+            print(f"{who:<32}{name:<14}{r['rps']:>9.0f}{r['p50']:>9.3f}{r['p99']:>9.3f}{cpu:>12}")
     gateway = results["asgi-llm (no hooks)"]
     print("\nasgi-llm against the fastest passthrough in this run (throughput ratio, added p50):")
     for name in scenarios:
@@ -184,7 +186,7 @@ def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]
         if who.startswith("asgi-llm (") and runs is not gateway:
             for name in scenarios:
                 r, g = runs[name], gateway[name]
-                print(f"  {who:<26} {name:<12} {r['rps'] / g['rps']:6.1%}, p50 {r['p50'] - g['p50']:+.3f} ms")
+                print(f"  {who:<31} {name:<12} {r['rps'] / g['rps']:6.1%}, p50 {r['p50'] - g['p50']:+.3f} ms")
 
 
 if __name__ == "__main__":

@@ -257,3 +257,38 @@ class RawServer:
         self.stop.set()
         self.thread.join(5)
         self.sock.close()
+
+
+class CLIServer:
+    """``asgi-llm --config FILE`` in a subprocess on a port picked now; ``url`` once it answers."""
+
+    def __init__(self, config: str, *args: str, env: dict[str, str] | None = None) -> None:
+        import os
+        import subprocess
+        import sys
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "asgi_llm", "--config", config, "--port", str(self.port),
+                   "--log-level", "warning", *args]
+        self.proc = subprocess.Popen(command, env={**os.environ, **(env or {})})
+
+    def __enter__(self) -> CLIServer:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"asgi-llm exited with {self.proc.returncode}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError("asgi-llm did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        finally:
+            self.proc.kill()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 from asgi_llm import GatewayMetrics, LogQueue, Sink, completion_cost, register_prices
 from tests import logging_callbacks as cb
 from tests.conftest import make_config
-from tests.servers import STREAM_USAGE, Recorder
+from tests.servers import STREAM_USAGE, CLIServer, Recorder
 
 Upstream = tuple[Recorder, str]
 IN, OUT = 0.001, 0.01
@@ -203,3 +204,15 @@ def test_completion_cost_like_litellm() -> None:
                            completion="1234") == pytest.approx(2 * IN + 1 * OUT)
     with pytest.raises(ValueError, match="no prices for model 'unpriced'"):
         completion_cost(model="unpriced", messages=[], completion="x")
+
+
+def test_metrics_add_up_every_worker(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n"
+                                          "general_settings:\n  metrics: true\n")
+    with CLIServer(str(tmp_path / "config.yaml"), "--workers", "2") as server:
+        for _ in range(20):  # a fresh connection each time, so both workers get some
+            httpx.post(f"{server.url}/v1/chat/completions", json={"model": "m", "messages": [
+                {"role": "user", "content": "x"}]}, timeout=10).raise_for_status()
+        counts = {metric(httpx.get(f"{server.url}/metrics", timeout=10).text, "asgi_llm_requests_total",
+                         model="m", status="200") for _ in range(6)}
+    assert counts == {20.0}  # whichever worker answers /metrics, it reports both

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -19,7 +15,7 @@ import pytest
 
 from tests import logging_callbacks as cb
 from tests.conftest import UPSTREAM_KEY, make_config
-from tests.servers import Recorder
+from tests.servers import CLIServer, Recorder
 
 Upstream = tuple[Recorder, str]
 PRICED = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.01}
@@ -226,27 +222,13 @@ def test_queued_events_are_delivered_at_shutdown(tmp_path: Path) -> None:
         "model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n"
         "litellm_settings:\n  success_callback: file_logger.log_to_file\n")
     log_file = tmp_path / "calls.log"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "asgi_llm", "--config", str(tmp_path / "config.yaml"),
-                             "--port", str(port), "--log-level", "warning"],
-                            env={**os.environ, "LOG_FILE": str(log_file)})
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        ids = [httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=10,
+    server = CLIServer(str(tmp_path / "config.yaml"), env={"LOG_FILE": str(log_file)})
+    with server:
+        ids = [httpx.post(f"{server.url}/v1/chat/completions", timeout=10,
                           json={"model": "m", "messages": [{"role": "user", "content": "x"}]}
                           ).headers["x-asgi-llm-call-id"] for _ in range(12)]
-        proc.send_signal(signal.SIGTERM)  # 12 events x 0.2 s on 4 threads: most still queued
-        assert proc.wait(20) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
-    finally:
-        proc.kill()
+        server.proc.send_signal(signal.SIGTERM)  # 12 events x 0.2 s on 4 threads: most still queued
+        assert server.proc.wait(20) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean exit
     assert sorted(log_file.read_text().split()) == sorted(ids)
 
 
