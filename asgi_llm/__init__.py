@@ -38,7 +38,7 @@ from asgi_llm.prompts import (
 )
 from asgi_llm.reject import send_rejection
 from asgi_llm.replay import Replay
-from asgi_llm.response import Obj, ObjList, unwrap, wrap
+from asgi_llm.response import LazyObj, Obj, ObjList, unwrap, wrap
 from asgi_llm.router import Deployment, Router
 from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
 from asgi_llm.sse import SSEDecoder, SSEEvent
@@ -50,7 +50,8 @@ if TYPE_CHECKING:
     from asgi_llm.gateway import Gateway, create_app
 
 __all__ = [
-    "ERROR_KEY", "TRACE_KEY", "CallRecord", "GatewayMetrics", "LogQueue", "LogSinks", "Sink", "UpstreamTrace",
+    "ERROR_KEY", "TRACE_KEY", "CallRecord", "LazyObj", "GatewayMetrics", "LogQueue", "LogSinks", "Sink",
+    "UpstreamTrace",
     "UsageTap", "completion_cost", "estimate_tokens", "get_trace", "mask_key", "new_call_id", "prices_of",
     "register_prices", "set_trace", "standard_logging_object", "traced_send", "usage_tokens",
     "CONTEXT_KEY", "LLM_ROUTES", "ASGIApp", "AllMessageValues", "Config", "ConfigError", "CustomLogger",

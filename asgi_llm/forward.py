@@ -161,9 +161,12 @@ class Forwarder:
         if stream and resp.status < 400 and media == "text/event-stream":
             await send({"type": "http.response.start", "status": resp.status,
                         "headers": response_headers(resp, None)})
+            tap = trace.tap() if trace is not None else None
             async for chunk in resp.content.iter_any():
+                if tap is not None and not (chunk := tap.feed(chunk)):
+                    continue
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.body", "body": tap.flush() if tap else b"", "more_body": False})
             if trace is not None:
                 trace.done(None, time.perf_counter())
             return

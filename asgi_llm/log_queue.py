@@ -2,14 +2,17 @@
 
 ``put(sinks, build, order)`` never blocks and never fails: when the queue is full the
 oldest event is dropped, counted in ``dropped`` and reported to ``on_drop``.
-``workers`` coroutines (started on first use, in the running loop) take events
+Up to ``workers`` coroutines (started on demand, in the running loop) take events
 out, call ``build()`` for the event's arguments (so the work of building them
 happens after the client has its answer) and hand them to each sink in order:
 
-- an ``async def`` sink is awaited under ``timeout`` seconds;
+- an ``async def`` sink is awaited;
 - a plain function runs in the queue's own thread pool (so a slow one neither
-  blocks the event loop nor starves ``asyncio.to_thread``), waited for up to
-  ``timeout`` (a thread cannot be killed: it is logged and left to finish).
+  blocks the event loop nor starves ``asyncio.to_thread``).
+
+Either is abandoned after about ``timeout`` seconds (one watchdog timer checks
+every worker's deadline, at a quarter of the timeout, rather than a timer per call;
+a thread cannot be killed: it is logged and left to finish).
 
 Events that share an ``order`` lock (one call's events) are delivered in the
 order they were put, even though several workers run at once. A sink that raises
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -42,42 +46,43 @@ class LogQueue:
         self.on_drop = on_drop
         self.dropped = 0
         self.delivered = 0
-        self._queue: asyncio.Queue[Item] | None = None
+        self._items: deque[Item] = deque()
+        self._idle: list[asyncio.Future[None]] = []  # one per worker waiting for work
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy: dict[asyncio.Task[None], tuple[float, str]] = {}  # worker -> (deadline, sink name)
+        self._watchdog: asyncio.TimerHandle | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     def put(self, sinks: Sequence[Sink], build: Build, order: asyncio.Lock | None = None) -> None:
-        queue = self._queue
-        if queue is None:
-            queue = self._start()
-        if queue.full():
-            queue.get_nowait()
-            queue.task_done()
+        items = self._items
+        if len(items) >= self.maxsize:
+            items.popleft()
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:  # a flood would otherwise log a line per drop
                 log.warning("logging queue full (%d events): oldest dropped (%d so far)", self.maxsize, self.dropped)
             if self.on_drop is not None:
                 self.on_drop()
-        queue.put_nowait((sinks, build, order))
-
-    def _start(self) -> asyncio.Queue[Item]:
-        self._queue = asyncio.Queue(self.maxsize)
-        self._tasks = [asyncio.create_task(self._work(), name=f"asgi-llm-log-{i}") for i in range(self.workers)]
-        return self._queue
+        items.append((sinks, build, order))
+        if self._idle:  # wake one idle worker; busy ones find the item when they finish
+            waiter = self._idle.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+        elif len(self._tasks) < self.workers:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._work(), name="asgi-llm-log"))
 
     async def _work(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
+        items, loop = self._items, asyncio.get_running_loop()
         while True:
-            sinks, build, order = await queue.get()
-            try:
+            while items:
+                sinks, build, order = items.popleft()
                 if order is None:
                     await self._deliver(sinks, build)
                 else:
                     async with order:  # taken without a pause when free, so waiters queue in put order
                         await self._deliver(sinks, build)
-            finally:
-                queue.task_done()
+            waiter = loop.create_future()
+            self._idle.append(waiter)
+            await waiter
 
     async def _deliver(self, sinks: Sequence[Sink], build: Build) -> None:
         try:
@@ -85,19 +90,44 @@ class LogQueue:
         except Exception:
             log.exception("could not build a logging event; dropped")
             return
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
         for sink in sinks:
+            self._busy[task] = (loop.time() + self.timeout, sink.name)
+            self._arm(loop)
             try:
-                async with asyncio.timeout(self.timeout):
-                    if sink.is_async:
-                        await sink.fn(*sink.args(kwargs, response, start, end))
-                    else:
-                        await asyncio.get_running_loop().run_in_executor(
-                            self._executor(), functools.partial(sink.fn, *sink.args(kwargs, response, start, end)))
+                if sink.is_async:
+                    await sink.fn(*sink.args(kwargs, response, start, end))
+                else:
+                    await loop.run_in_executor(self._executor(),
+                                               functools.partial(sink.fn, *sink.args(kwargs, response, start, end)))
                 self.delivered += 1
-            except TimeoutError:
+            except asyncio.CancelledError:
+                if self._busy.get(task, (0.0, ""))[1] != "timed out":
+                    raise  # shutdown, not our watchdog
+                if task.uncancel() > 0:
+                    raise  # cancelled for another reason as well
                 log.error("logging callback %s took longer than %gs; abandoned", sink.name, self.timeout)
             except Exception:
                 log.exception("logging callback %s raised; ignored", sink.name)
+            finally:
+                self._busy.pop(task, None)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One timer checks every worker's deadline (cheaper than a timeout per call)."""
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(min(self.timeout / 4, 1.0), self._check, loop)
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._watchdog = None
+        now = loop.time()
+        for task, (deadline, name) in list(self._busy.items()):
+            if deadline <= now and name != "timed out":
+                self._busy[task] = (deadline, "timed out")
+                task.cancel()
+        if self._busy:
+            self._arm(loop)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -106,15 +136,14 @@ class LogQueue:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
+        return len(self._items) + len(self._busy)
 
     async def drain(self, grace: float | None = 30.0) -> None:
         """Wait until every queued event is delivered (for at most ``grace`` seconds)."""
-        if self._queue is None:
-            return
         try:
             async with asyncio.timeout(grace):
-                await self._queue.join()
+                while self.pending:  # noqa: ASYNC110 - polled only at shutdown; an Event would cost each delivery
+                    await asyncio.sleep(0.01)
         except TimeoutError:
             log.error("%d logging events still undelivered after %gs at shutdown", self.pending, grace)
 
@@ -124,7 +153,10 @@ class LogQueue:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks, self._queue = [], None
+        self._tasks, self._idle = [], []
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None

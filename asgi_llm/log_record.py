@@ -18,13 +18,12 @@ from typing import Any
 
 import msgspec
 
-from asgi_llm.assemble import StreamAssembler
+from asgi_llm.assemble import assemble_stream
 from asgi_llm.context import RequestContext, get_context
 from asgi_llm.cost import estimate_tokens, prices_of, response_text, usage_tokens
 from asgi_llm.errors import ERROR_KEY
 from asgi_llm.hooks import get_formatted_prompt
 from asgi_llm.routes import Route
-from asgi_llm.sse import SSEDecoder
 from asgi_llm.trace import UpstreamTrace
 from asgi_llm.types import Scope
 
@@ -54,24 +53,8 @@ def mask_key(key: str | None) -> str | None:
 class CallRecord:
     """One call as the client saw it; see the module docstring."""
 
-    __slots__ = (
-        "_response",
-        "call_id",
-        "completion_tokens",
-        "cost",
-        "end",
-        "estimated",
-        "first_byte",
-        "prompt_tokens",
-        "route",
-        "scope",
-        "served",
-        "sse",
-        "start",
-        "status",
-        "trace",
-        "wall",
-    )
+    __slots__ = ("_response", "call_id", "completion_tokens", "cost", "end", "estimated", "first_byte", "prompt_tokens",
+                 "route", "scope", "served", "sse", "start", "status", "trace", "wall")
 
     def __init__(self, route: Route, scope: Scope, trace: UpstreamTrace) -> None:
         self.call_id = new_call_id()
@@ -108,11 +91,7 @@ class CallRecord:
         """What was served, as JSON: the body, or a stream assembled into one completion."""
         if self._response is None and self.served:
             if self.sse:
-                decoder, assembler = SSEDecoder(), StreamAssembler()
-                for part in self.served:
-                    for event in decoder.feed(part):
-                        assembler.add(event.json)
-                self._response = assembler.result()
+                self._response = assemble_stream(b"".join(self.served))
             else:
                 try:
                     self._response = _decode(b"".join(self.served))
@@ -150,46 +129,62 @@ class CallRecord:
     def kwargs(self, event: str) -> dict[str, Any]:
         """Seed 003's ``kwargs`` for ``event`` (pre_api_call, post_api_call, stream_event,
         successful_api_call, failed_api_call)."""
-        ctx, trace = self.ctx, self.trace
-        body = ctx.body if ctx is not None and ctx.body is not None else {}
+        ctx, trace = get_context(self.scope), self.trace
+        body = ctx.body if ctx is not None and ctx.body is not None else _EMPTY
         dep, sent = trace.deployment, trace.sent
-        auth = ctx.auth if ctx is not None else None
-        metadata = {**(body["metadata"] if isinstance(body.get("metadata"), dict) else {}),
-                    "user_api_key_hash": getattr(auth, "api_key", None),
-                    "user_api_key_alias": getattr(auth, "key_alias", None),
-                    "user_api_key_user_id": getattr(auth, "user_id", None),
-                    "user_api_key_team_id": getattr(auth, "team_id", None),
-                    "user_api_end_user_id": ctx.end_user if ctx is not None else None,
-                    "model_group": dep.model_name if dep is not None else body.get("model"),
-                    "deployment": f"{dep.provider}/{dep.model}" if dep is not None else None}
         source = sent if sent is not None else body
+        given = body.get("metadata")
+        metadata = dict(given) if type(given) is dict else {}
+        auth = ctx.auth if ctx is not None else None
+        if auth is not None:
+            metadata.update(user_api_key_hash=auth.api_key, user_api_key_alias=auth.key_alias,
+                            user_api_key_user_id=auth.user_id, user_api_key_team_id=auth.team_id)
+        else:
+            metadata.update(_ANONYMOUS)
+        metadata["user_api_end_user_id"] = ctx.end_user if ctx is not None else None
+        metadata["model_group"] = dep.model_name if dep is not None else body.get("model")
+        metadata["deployment"] = f"{dep.provider}/{dep.model}" if dep is not None else None
+        params: dict[str, Any] = {"metadata": metadata, "litellm_call_id": self.call_id, "api_base": None,
+                                  "custom_llm_provider": None, "model_info": {}}
+        if dep is not None:
+            params.update(api_base=dep.api_base, custom_llm_provider=dep.provider, model_info=dep.model_info)
+        raw = trace.raw
         kwargs: dict[str, Any] = {
             "model": dep.model if dep is not None else body.get("model"),
-            "messages": body.get("messages", body.get("prompt", body.get("input"))),
-            "optional_params": {k: v for k, v in source.items() if k not in ("model", "messages", "prompt",
-                                                                               "input", "metadata")},
-            "litellm_params": {"metadata": metadata, "litellm_call_id": self.call_id,
-                               "api_base": dep.api_base if dep is not None else None,
-                               "custom_llm_provider": dep.provider if dep is not None else None,
-                               "model_info": dep.model_info if dep is not None else {}},
+            "messages": _prompt_of(body),
+            "optional_params": {k: v for k, v in source.items() if k not in _NOT_OPTIONAL},
+            "litellm_params": params,
             "litellm_call_id": self.call_id,
-            "call_type": {"completion": "acompletion", "embeddings": "aembedding"}.get(
-                self.route.call_type, "a" + self.route.call_type),
+            "call_type": _CALL_TYPES.get(self.route.call_type) or "a" + self.route.call_type,
             "stream": ctx.stream if ctx is not None else False,
             "start_time": self.at(self.start),
             "end_time": self.at(self.end),
-            "input": source.get("messages", source.get("prompt", source.get("input"))),
+            "input": _prompt_of(source),
             "api_key": mask_key(dep.api_key) if dep is not None else None,
             "additional_args": {"complete_input_dict": sent, "api_base": trace.url, "attempts": trace.attempts},
             "log_event_type": event,
             "cache_hit": False,
             "response_cost": self.cost,
-            "original_response": trace.raw.decode("utf-8", "replace") if trace.raw is not None else None,
+            "original_response": raw.decode("utf-8", "replace") if raw is not None else None,
         }
         if event == "successful_api_call" and self.sse:
-            kwargs["complete_streaming_response"] = self.response()
+            kwargs["complete_streaming_response"] = None  # the caller sets it (made lazily)
         if event == "failed_api_call":
             error = self.error
             kwargs["exception"] = error
             kwargs["traceback_exception"] = "".join(traceback.format_exception(error)) if error else None
         return kwargs
+
+
+_EMPTY: dict[str, Any] = {}
+_ANONYMOUS = {"user_api_key_hash": None, "user_api_key_alias": None, "user_api_key_user_id": None,
+              "user_api_key_team_id": None}
+_NOT_OPTIONAL = frozenset({"model", "messages", "prompt", "input", "metadata"})
+_CALL_TYPES = {"completion": "acompletion", "embeddings": "aembedding"}
+
+
+def _prompt_of(body: dict[str, Any]) -> Any:
+    for key in ("messages", "prompt", "input"):
+        if key in body:
+            return body[key]
+    return None

@@ -5,8 +5,10 @@
 counted from text), ``response_cost``, timings (epoch seconds ``startTime``,
 ``endTime``, ``completionStartTime``; durations in seconds ``response_time``,
 ``upstream_time``, ``overhead_time``, ``time_to_first_token``), ``attempts``,
-``metadata``, ``messages``, ``response``, ``model_parameters``, and for failures
+``metadata``, ``messages``, ``model_parameters``, and for failures
 ``error_str`` and ``error_information`` (``error_class``, ``error_code``, ``error_message``).
+The answer itself is not copied in: it is the callback's ``response_obj`` (and
+``complete_streaming_response``), parsed or assembled only when a callback reads it.
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ def standard_logging_object(rec: CallRecord, kwargs: dict[str, Any], failed: boo
         "end_user": params["metadata"]["user_api_end_user_id"],
         "cache_hit": False,
         "messages": kwargs["messages"],
-        "response": None if failed else rec.response(),
         "model_parameters": kwargs["optional_params"],
         "error_str": message if failed else None,
         "error_information": {"error_class": _error_class(rec, error), "error_code": rec.status,

@@ -9,7 +9,7 @@ optional field of the OpenAI types does); a missing key raises ``KeyError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -88,6 +88,26 @@ class Obj:
         return self._data
 
     dict = to_dict = json = model_dump
+
+
+class LazyObj(Obj):
+    """An ``Obj`` whose data is made on first use (``make()``): for responses that cost a parse
+    or an assembly which a callback may never look at."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        object.__setattr__(self, "_make", make)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_data":
+            data = self._make()
+            object.__setattr__(self, "_data", data if isinstance(data, dict) else {})
+            return self._data
+        return super().__getattr__(name)
+
+    def __repr__(self) -> str:
+        return f"Obj({self._data!r})"
 
 
 class ObjList:

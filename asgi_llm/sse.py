@@ -114,6 +114,11 @@ class SSEDecoder:
         self._line_start = 0  # where the current line starts in _buf
         self._scan = 0  # where to look for the next line end
 
+    @property
+    def pending(self) -> bool:
+        """Whether bytes of an unfinished event are held."""
+        return bool(self._buf)
+
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buf = self._buf + chunk if self._buf else chunk
         if b"\r" not in buf:  # the usual stream: LF only, so events end exactly at "\n\n"

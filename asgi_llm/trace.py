@@ -33,7 +33,8 @@ class UpstreamTrace:
     """See the module docstring."""
 
     __slots__ = ("attempts", "client_gone", "deployment", "ended", "headers_at", "keep_raw", "on_attempt",
-                 "on_response", "raw", "sent", "started", "status", "strip_usage", "url", "usage", "want_usage")
+                 "on_response", "raw", "sent", "started", "status", "strip_usage", "tapping", "url", "usage",
+                 "want_usage")
 
     def __init__(self, *, want_usage: bool = False, keep_raw: bool = False,
                  on_attempt: Callable[[UpstreamTrace], None] | None = None,
@@ -53,6 +54,7 @@ class UpstreamTrace:
         self.raw: bytes | None = None
         self.usage: dict[str, Any] | None = None
         self.strip_usage = False
+        self.tapping = False  # this stream goes through a UsageTap
         self.client_gone = False
 
     def begin(self, now: float) -> None:
@@ -79,6 +81,10 @@ class UpstreamTrace:
             "include_usage": True}
         self.strip_usage = True
 
+    def tap(self) -> UsageTap | None:
+        """The filter a streamed answer goes through, when this trace taps streams."""
+        return UsageTap(self) if self.tapping else None
+
 
 def get_trace(scope: Scope) -> UpstreamTrace | None:
     state = scope.get("state")
@@ -95,21 +101,29 @@ def set_trace(scope: Scope, trace: UpstreamTrace) -> None:
 class UsageTap:
     """Reads a relayed SSE stream for its usage chunk, and removes it when ``trace.strip_usage``.
 
-    Only events whose data holds a ``"usage": {`` object are parsed. Everything else
-    passes as its exact bytes; a network chunk that completes no event yields nothing
-    until the event is whole (a stream is only meaningful event by event).
+    Only events whose data holds a ``"usage": {`` object are parsed; a network chunk of
+    whole events without one passes as is. Everything passes as its exact bytes; a
+    chunk that completes no event yields nothing until the event is whole. With
+    ``trace.keep_raw`` the upstream's bytes are kept as ``trace.raw``.
     """
 
-    __slots__ = ("decoder", "trace")
+    __slots__ = ("decoder", "kept", "trace")
 
     def __init__(self, trace: UpstreamTrace) -> None:
         self.trace = trace
         self.decoder = SSEDecoder()
+        self.kept: list[bytes] | None = [] if trace.keep_raw else None
 
     def feed(self, chunk: bytes) -> bytes:
+        if self.kept is not None:
+            self.kept.append(chunk)
+        if not self.decoder.pending and chunk.endswith(b"\n\n") and not _USAGE.search(chunk):
+            return chunk  # whole events, none with usage: the usual chunk, passed without parsing
         return self._keep(self.decoder.feed(chunk))
 
     def flush(self) -> bytes:
+        if self.kept is not None:
+            self.trace.raw = b"".join(self.kept)
         return self._keep(self.decoder.flush())
 
     def _keep(self, events: list[Any]) -> bytes:
@@ -133,25 +147,20 @@ def _is_sse(message: Message) -> bool:
 
 
 def traced_send(send: Send, trace: UpstreamTrace) -> Send:
-    """``send`` for a streaming request: an SSE answer goes through a ``UsageTap`` (and its
-    raw bytes are kept when ``trace.keep_raw``); any other answer passes untouched."""
+    """``send`` for an in-process answer to a tapped stream (the mock's): an SSE answer goes
+    through a ``UsageTap``; any other answer passes untouched."""
     tap: UsageTap | None = None
-    kept: list[bytes] = []
 
     async def traced(message: Message) -> None:
         nonlocal tap
         if message["type"] == "http.response.start":
-            tap = UsageTap(trace) if _is_sse(message) else None
+            tap = trace.tap() if _is_sse(message) else None
         elif tap is not None:
             body: bytes = message.get("body", b"")
-            if trace.keep_raw:
-                kept.append(body)
             out = tap.feed(body) if body else b""
             more = message.get("more_body", False)
             if not more:
                 out += tap.flush()
-                if trace.keep_raw:
-                    trace.raw = b"".join(kept)
             if out or not more:
                 await send({"type": "http.response.body", "body": out, "more_body": more})
             return

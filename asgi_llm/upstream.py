@@ -107,13 +107,13 @@ class UpstreamApp:
             trace.deployment, trace.url, trace.sent = dep, dep.api_base + ctx.route.path, sent
             if ctx.stream and trace.want_usage and ctx.call_type in ("completion", "text_completion"):
                 trace.ask_for_usage(sent)
-                send = traced_send(send, trace)
+                trace.tapping = True
         if dep.provider == "mock":
             if trace is None:
                 await mock.answer(dep, ctx, send)
                 return
             trace.begin(time.perf_counter())  # the mock is this call's upstream: logged like one
-            await mock.answer(dep, ctx, send, {**ctx.body, **sent})
+            await mock.answer(dep, ctx, traced_send(send, trace) if trace.tapping else send, {**ctx.body, **sent})
             trace.done(None, time.perf_counter())
             return
         headers = request_headers(dep, scope["headers"], None)

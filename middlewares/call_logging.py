@@ -31,6 +31,7 @@ from asgi_llm import (
     CallRecord,
     GatewayError,
     GatewayMetrics,
+    LazyObj,
     LogQueue,
     LogSinks,
     Message,
@@ -91,7 +92,7 @@ class CallLogging:
             if message["type"] == "http.response.start":
                 rec.status, rec.sse = message["status"], _is_sse(message)
                 if rec.sse and self.metrics is not None:
-                    self.metrics.inflight_streams.inc()
+                    self.metrics.inflight += 1
                 dep = trace.deployment
                 if not rec.sse and rec.status < 400 and dep is not None and prices_of(dep.model_info) is not None:
                     held.append(message)  # priced: the cost header needs the body first
@@ -147,7 +148,8 @@ class CallLogging:
     def _final(self, rec: CallRecord, failed: bool) -> Args:
         kwargs = rec.kwargs("failed_api_call" if failed else "successful_api_call")
         kwargs["standard_logging_object"] = standard_logging_object(rec, kwargs, failed)
-        response = None if failed else wrap(rec.response())
+        # parsed (or, for a stream, assembled) only if a callback looks at it
+        response = None if failed else LazyObj(rec.response)
         if "complete_streaming_response" in kwargs:
             kwargs["complete_streaming_response"] = response
         return kwargs, response, kwargs["start_time"], kwargs["end_time"]
@@ -156,7 +158,7 @@ class CallLogging:
         rec.end = rec.end or time.perf_counter()
         metrics = self.metrics
         if metrics is not None and rec.sse:
-            metrics.inflight_streams.dec()
+            metrics.inflight -= 1
         if not self.observing:
             return
         failed = rec.failed
@@ -183,11 +185,11 @@ class CallLogging:
         error = rec.error
         code = error.code if isinstance(error, GatewayError) else None
         if trace.status is not None and trace.status >= 400:
-            metrics.child(metrics.upstream_errors, model, f"http_{trace.status}").inc()
+            metrics.count(metrics.upstream_errors, model, f"http_{trace.status}").value += 1
         elif isinstance(code, str) and code.startswith("upstream"):
-            metrics.child(metrics.upstream_errors, model, code).inc()
+            metrics.count(metrics.upstream_errors, model, code).value += 1
         if ctx is not None and ctx.notes.get("moderation_rejected"):
-            metrics.child(metrics.moderation_rejections, model).inc()
+            metrics.count(metrics.moderation_rejections, model).value += 1
 
     def _lifespan(self, receive: Receive) -> Receive:
         async def shutdown_first() -> Message:

@@ -28,7 +28,7 @@ class MetricsEndpoint:
         self._master = hashlib.sha256(master_key.encode()).digest() if master_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or local_path(scope) != self.path:
+        if scope["type"] != "http" or not scope["path"].endswith(self.path) or local_path(scope) != self.path:
             await self.app(scope, receive, send)
             return
         refused = self.refusal(scope)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,7 @@ def test_metrics_add_up_every_worker(tmp_path: Path) -> None:
         for _ in range(20):  # a fresh connection each time, so both workers get some
             httpx.post(f"{server.url}/v1/chat/completions", json={"model": "m", "messages": [
                 {"role": "user", "content": "x"}]}, timeout=10).raise_for_status()
+        time.sleep(1.5)  # each worker hands its counts over within a second
         counts = {metric(httpx.get(f"{server.url}/metrics", timeout=10).text, "asgi_llm_requests_total",
                          model="m", status="200") for _ in range(6)}
     assert counts == {20.0}  # whichever worker answers /metrics, it reports both
