@@ -108,7 +108,8 @@ def main() -> None:
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Protocol(plain, stream, usage_stream), "127.0.0.1", args.port, backlog=1024)
+        server = await loop.create_server(lambda: _Protocol(plain, stream, usage_stream), "127.0.0.1", args.port,
+                                          backlog=1024)
         async with server:
             await server.serve_forever()
 

@@ -12,8 +12,7 @@ error answers included (the exception ``Errors`` rendered is in the record).
   per served chunk, then ``success`` or ``failure`` once the last byte is sent.
   Failures are answers of 400 and up, errors inside a started stream, and clients
   that left (status 499 in metrics).
-- Streams ask the upstream for usage (``stream_options.include_usage``); the
-  terminal app takes the usage chunk out again unless the client asked for it.
+- Streams ask the upstream for usage; the terminal app takes it out again unless asked.
 - Metrics: every call, its tokens and cost, upstream errors by type, moderation
   rejections, streams in flight.
 - At lifespan shutdown, queued events are delivered before the app below is told.
