@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +50,7 @@ class LogQueue:
         self._items: deque[Item] = deque()
         self._idle: list[asyncio.Future[None]] = []  # one per worker waiting for work
         self._tasks: list[asyncio.Task[None]] = []
-        self._busy: dict[asyncio.Task[None], tuple[float, str]] = {}  # worker -> (deadline, sink name)
+        self._busy: dict[asyncio.Task[None], list[Any]] = {}  # worker -> [deadline, sink name, timed out]
         self._watchdog: asyncio.TimerHandle | None = None
         self._pool: ThreadPoolExecutor | None = None
 
@@ -72,30 +73,32 @@ class LogQueue:
 
     async def _work(self) -> None:
         items, loop = self._items, asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        slot = self._busy[task] = [math.inf, "", False]  # the watchdog reads this worker's deadline here
         while True:
             while items:
                 sinks, build, order = items.popleft()
                 if order is None:
-                    await self._deliver(sinks, build)
+                    await self._deliver(sinks, build, task, slot)
                 else:
                     async with order:  # taken without a pause when free, so waiters queue in put order
-                        await self._deliver(sinks, build)
+                        await self._deliver(sinks, build, task, slot)
             waiter = loop.create_future()
             self._idle.append(waiter)
             await waiter
 
-    async def _deliver(self, sinks: Sequence[Sink], build: Build) -> None:
+    async def _deliver(self, sinks: Sequence[Sink], build: Build, task: asyncio.Task[None], slot: list[Any]) -> None:
         try:
             kwargs, response, start, end = build()
         except Exception:
             log.exception("could not build a logging event; dropped")
             return
-        task = asyncio.current_task()
-        assert task is not None
         loop = asyncio.get_running_loop()
         for sink in sinks:
-            self._busy[task] = (loop.time() + self.timeout, sink.name)
-            self._arm(loop)
+            slot[0], slot[1] = loop.time() + self.timeout, sink.name
+            if self._watchdog is None:
+                self._arm(loop)
             try:
                 if sink.is_async:
                     await sink.fn(*sink.args(kwargs, response, start, end))
@@ -104,15 +107,16 @@ class LogQueue:
                                                functools.partial(sink.fn, *sink.args(kwargs, response, start, end)))
                 self.delivered += 1
             except asyncio.CancelledError:
-                if self._busy.get(task, (0.0, ""))[1] != "timed out":
+                if not slot[2]:
                     raise  # shutdown, not our watchdog
+                slot[2] = False
                 if task.uncancel() > 0:
                     raise  # cancelled for another reason as well
                 log.error("logging callback %s took longer than %gs; abandoned", sink.name, self.timeout)
             except Exception:
                 log.exception("logging callback %s raised; ignored", sink.name)
             finally:
-                self._busy.pop(task, None)
+                slot[0] = math.inf
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """One timer checks every worker's deadline (cheaper than a timeout per call)."""
@@ -122,11 +126,11 @@ class LogQueue:
     def _check(self, loop: asyncio.AbstractEventLoop) -> None:
         self._watchdog = None
         now = loop.time()
-        for task, (deadline, name) in list(self._busy.items()):
-            if deadline <= now and name != "timed out":
-                self._busy[task] = (deadline, "timed out")
+        for task, slot in self._busy.items():
+            if slot[0] <= now and not slot[2]:
+                slot[2] = True  # tells the worker this cancellation is ours
                 task.cancel()
-        if self._busy:
+        if any(slot[0] != math.inf for slot in self._busy.values()):
             self._arm(loop)
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -136,7 +140,7 @@ class LogQueue:
 
     @property
     def pending(self) -> int:
-        return len(self._items) + len(self._busy)
+        return len(self._items) + sum(1 for slot in self._busy.values() if slot[0] != math.inf)
 
     async def drain(self, grace: float | None = 30.0) -> None:
         """Wait until every queued event is delivered (for at most ``grace`` seconds)."""
@@ -153,7 +157,7 @@ class LogQueue:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks, self._idle = [], []
+        self._tasks, self._idle, self._busy = [], [], {}
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None

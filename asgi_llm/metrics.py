@@ -102,6 +102,7 @@ class GatewayMetrics:
         self.dropped = Counter("asgi_llm_log_events_dropped", "Logging events dropped: the queue was full.",
                                registry=r)
         self._pending: dict[tuple[Any, ...], Any] = {}
+        self._calls: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self.inflight = 0  # streams started minus ended, not yet handed over
         self._armed = False
 
@@ -122,24 +123,37 @@ class GatewayMetrics:
             found = self._pending[key] = _Histogram(metric.labels(*labels), bounds)
         return found
 
+    def _series(self, model: str, route: str, status: int) -> tuple[Any, ...]:
+        """Every accumulator one (model, route, status) call touches, found once."""
+        return (self.count(self.requests, model, route, str(status)),
+                self.histogram(self.duration, LATENCY, model, route), self.histogram(self.upstream, LATENCY, model),
+                self.histogram(self.overhead, OVERHEAD, model), self.histogram(self.ttft, LATENCY, model),
+                self.count(self.tokens, model, "input"), self.count(self.tokens, model, "output"),
+                self.count(self.cost, model))
+
     def observe_call(self, model: str, route: str, status: int, total: float, upstream: float | None,
-                     ttft: float | None) -> None:
-        self.count(self.requests, model, route, str(status)).value += 1
-        self.histogram(self.duration, LATENCY, model, route).observe(total)
+                     ttft: float | None, usage: tuple[int, int, float | None] | None = None) -> None:
+        """One call: its status, durations and, when it succeeded, ``(prompt, completion, cost)``."""
+        key = (model, route, status)
+        series = self._calls.get(key)
+        if series is None:
+            series = self._calls[key] = self._series(model, route, status)
+        requests, duration, upstream_time, overhead, first_token, tokens_in, tokens_out, cost = series
+        requests.value += 1
+        duration.observe(total)
         if upstream is not None:
-            self.histogram(self.upstream, LATENCY, model).observe(upstream)
-        self.histogram(self.overhead, OVERHEAD, model).observe(max(total - (upstream or 0.0), 0.0))
+            upstream_time.observe(upstream)
+        overhead.observe(max(total - (upstream or 0.0), 0.0))
         if ttft is not None:
-            self.histogram(self.ttft, LATENCY, model).observe(ttft)
+            first_token.observe(ttft)
+        if usage is not None:
+            tokens_in.value += usage[0]
+            tokens_out.value += usage[1]
+            if usage[2]:
+                cost.value += usage[2]
         if not self._armed:  # hand over within a second, for other workers' scrapes
             self._armed = True
             asyncio.get_running_loop().call_later(1.0, self.flush)
-
-    def observe_usage(self, model: str, prompt: int, completion: int, cost: float | None) -> None:
-        self.count(self.tokens, model, "input").value += prompt
-        self.count(self.tokens, model, "output").value += completion
-        if cost:
-            self.count(self.cost, model).value += cost
 
     def flush(self) -> None:
         """Hand every pending observation to prometheus-client."""

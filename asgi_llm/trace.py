@@ -117,8 +117,9 @@ class UsageTap:
     def feed(self, chunk: bytes) -> bytes:
         if self.kept is not None:
             self.kept.append(chunk)
-        if not self.decoder.pending and chunk.endswith(b"\n\n") and not _USAGE.search(chunk):
-            return chunk  # whole events, none with usage: the usual chunk, passed without parsing
+        if chunk.endswith(b"\n\n") and not self.decoder.pending and (
+                (named := chunk.count(b'"usage"')) == 0 or named == chunk.count(b'"usage":null')):
+            return chunk  # whole events, no usage object (OpenAI sends "usage":null): passed unparsed
         return self._keep(self.decoder.feed(chunk))
 
     def flush(self) -> bytes:

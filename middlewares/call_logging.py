@@ -177,9 +177,9 @@ class CallLogging:
         upstream = trace.ended - trace.started if trace.started is not None and trace.ended is not None else None
         ttft = rec.first_byte - rec.start if rec.sse and rec.first_byte is not None else None
         status = 499 if trace.client_gone else rec.status
-        metrics.observe_call(model, rec.route.path, status, (rec.end or rec.start) - rec.start, upstream, ttft)
+        usage = None if failed else (rec.prompt_tokens or 0, rec.completion_tokens, rec.cost)
+        metrics.observe_call(model, rec.route.path, status, (rec.end or rec.start) - rec.start, upstream, ttft, usage)
         if not failed:
-            metrics.observe_usage(model, rec.prompt_tokens or 0, rec.completion_tokens, rec.cost)
             return
         error = rec.error
         code = error.code if isinstance(error, GatewayError) else None
