@@ -21,12 +21,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from asgi_llm.router import Deployment
 from asgi_llm.sse import SSEDecoder
 from asgi_llm.types import Message, Scope, Send
 
 TRACE_KEY = "asgi_llm.trace"
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_decode = msgspec.json.decode
 
 
 class UpstreamTrace:
@@ -117,10 +120,37 @@ class UsageTap:
     def feed(self, chunk: bytes) -> bytes:
         if self.kept is not None:
             self.kept.append(chunk)
-        if chunk.endswith(b"\n\n") and not self.decoder.pending and (
-                (named := chunk.count(b'"usage"')) == 0 or named == chunk.count(b'"usage":null')):
-            return chunk  # whole events, no usage object (OpenAI sends "usage":null): passed unparsed
+        if chunk.endswith(b"\n\n") and not self.decoder.pending and b"\r" not in chunk:
+            named = chunk.count(b'"usage"')
+            nulls = chunk.count(b'"usage":null') if named else 0
+            if named == nulls:
+                return chunk  # whole events, no usage object (OpenAI sends "usage":null): passed unparsed
+            if named == nulls + 1:  # one usage object among whole LF events: look at that event only
+                kept = self._one_event(chunk)
+                if kept is not None:
+                    return kept
         return self._keep(self.decoder.feed(chunk))
+
+    def _one_event(self, chunk: bytes) -> bytes | None:
+        found = _USAGE.search(chunk)
+        if found is None:
+            return None
+        before = chunk.rfind(b"\n\n", 0, found.start())
+        start = before + 2 if before >= 0 else 0
+        end = chunk.find(b"\n\n", found.end()) + 2
+        event = chunk[start:end - 2]
+        if not event.startswith(b"data: ") or b"\n" in event:
+            return None
+        try:
+            parsed = _decode(event[6:])
+        except msgspec.DecodeError:
+            return None
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("usage"), dict):
+            return None
+        self.trace.usage = parsed["usage"]
+        if self.trace.strip_usage and not parsed.get("choices"):
+            return chunk[:start] + chunk[end:]  # the usage-only chunk the client never asked for
+        return chunk
 
     def flush(self) -> bytes:
         if self.kept is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import time
@@ -12,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from asgi_llm import GatewayMetrics, LogQueue, Sink, completion_cost, register_prices
+from asgi_llm import GatewayMetrics, LogQueue, Sink, UpstreamTrace, UsageTap, completion_cost, register_prices
 from tests import logging_callbacks as cb
 from tests.conftest import make_config
 from tests.servers import STREAM_USAGE, CLIServer, Recorder
@@ -218,3 +221,28 @@ def test_metrics_add_up_every_worker(tmp_path: Path) -> None:
         counts = {metric(httpx.get(f"{server.url}/metrics", timeout=10).text, "asgi_llm_requests_total",
                          model="m", status="200") for _ in range(6)}
     assert counts == {20.0}  # whichever worker answers /metrics, it reports both
+
+
+def _stream(usage_nulls: bool) -> tuple[bytes, bytes, dict[str, Any]]:
+    """A stream with a usage chunk, the same stream without it, and the usage."""
+    usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    extra = ',"usage":null' if usage_nulls else ""
+    chunks = [b'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]%s}\n\n' % (w.encode(), extra.encode())
+              for w in ("Hel", "lo \\u2028", "there")]
+    final = b'data: {"choices":[],"usage":' + json.dumps(usage).encode() + b"}\n\n"
+    done = b"data: [DONE]\n\n"
+    return b"".join([*chunks, final, done]), b"".join([*chunks, done]), usage
+
+
+@settings(max_examples=200, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8), nulls=st.booleans(),
+       strip=st.booleans())
+def test_usage_tap_takes_out_only_the_usage_chunk(cuts: list[int], nulls: bool, strip: bool) -> None:
+    full, without, usage = _stream(nulls)
+    trace = UpstreamTrace(want_usage=True)
+    trace.strip_usage = strip
+    tap = UsageTap(trace)
+    bounds = sorted({min(c, len(full)) for c in cuts} | {0, len(full)})
+    out = b"".join(tap.feed(full[a:b]) for a, b in itertools.pairwise(bounds)) + tap.flush()
+    assert out == (without if strip else full)
+    assert trace.usage == usage
