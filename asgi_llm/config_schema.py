@@ -72,6 +72,7 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     moderation_timeout_policy: Literal["fail_closed", "fail_open"] = "fail_closed"
     max_request_size_mb: float = 32.0
     metrics: bool = False  # serve /metrics (Prometheus); protected by master_key when set
+    call_headers: bool = False  # x-asgi-llm-call-id/-overhead-ms even without callbacks, metrics or prices
     log_queue_size: int = 10_000  # logging events waiting for callbacks; when full, the oldest is dropped
     log_callback_timeout: float = 10.0  # seconds one logging callback may take per event
     upstream: UpstreamSettings = msgspec.field(default_factory=UpstreamSettings)

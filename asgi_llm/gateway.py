@@ -6,8 +6,8 @@ order is a contract (request-side outer to inner, response-side inner to outer):
     MetricsEndpoint -> CallLogging -> Errors -> Ingest -> Auth -> EnforceUserParam -> PromptTemplating
            -> CallHooks -> Moderation -> StreamHooks -> UpstreamApp (or Replay(app))
 
-A layer whose setting is off (no keys, no callbacks...) is left out, so it costs nothing;
-CallLogging is always there (it adds the call-id and overhead headers).
+A layer whose setting is off (no keys, no callbacks, no metrics, prices or ``call_headers``...)
+is left out, so it costs nothing.
 """
 
 from __future__ import annotations
@@ -92,12 +92,12 @@ class Gateway:
             self.layers.insert(0, "Auth")
         inner = Ingest(inner, max_body_bytes=limit)
         self.app: ASGIApp = Errors(inner, callbacks=self.callbacks)
-        self.layers[:0] = ["CallLogging", "Errors", "Ingest"]
+        self.layers[:0] = ["Errors", "Ingest"]
         self._logging(config, success_callback, failure_callback, input_callback)
 
     def _logging(self, config: Config, success: list[Callable[..., Any]] | None,
                  failure: list[Callable[..., Any]] | None, inputs: list[Callable[..., Any]] | None) -> None:
-        """CallLogging (always: it stamps the headers) and, when on, the /metrics endpoint."""
+        """CallLogging, when anything observes calls (callbacks, metrics, prices, `call_headers`), and /metrics."""
         settings, general = config.litellm_settings, config.general_settings
 
         def functions(given: list[Callable[..., Any]] | None, spec: str | list[str] | None, key: str) -> Any:
@@ -114,7 +114,11 @@ class Gateway:
         self.metrics = GatewayMetrics(e.model_name for e in config.model_list) if general.metrics else None
         self.log_queue = LogQueue(maxsize=general.log_queue_size, timeout=general.log_callback_timeout,
                                   on_drop=self.metrics.dropped.inc if self.metrics is not None else None)
+        priced = any(prices_of(e.model_info) is not None for e in config.model_list)
+        if not (sinks or self.metrics is not None or priced or general.call_headers):
+            return  # nothing observes calls: the layer and its headers would cost ~15% of throughput
         self.app = CallLogging(self.app, sinks=sinks, metrics=self.metrics, queue=self.log_queue)
+        self.layers.insert(0, "CallLogging")
         if self.metrics is not None:
             self.app = MetricsEndpoint(self.app, metrics=self.metrics, master_key=general.master_key)
             self.layers.insert(0, "MetricsEndpoint")

@@ -246,3 +246,12 @@ def test_usage_tap_takes_out_only_the_usage_chunk(cuts: list[int], nulls: bool, 
     out = b"".join(tap.feed(full[a:b]) for a, b in itertools.pairwise(bounds)) + tap.flush()
     assert out == (without if strip else full)
     assert trace.usage == usage
+
+
+def test_call_headers_without_anything_to_observe(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
+    plain = gateway_factory(make_config(upstream[1], ["echo"]))
+    assert "x-asgi-llm-call-id" not in post(plain, ask()).headers  # no logging layer at all
+    stamped = gateway_factory(make_config(upstream[1], ["echo"], call_headers=True))
+    answer = post(stamped, ask())
+    assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-asgi-llm-call-id"])
+    assert "x-asgi-llm-overhead-ms" in answer.headers and "x-asgi-llm-response-cost" not in answer.headers

@@ -80,7 +80,7 @@ def test_wraps_a_foreign_app_with_correct_body_and_length(sdk: Sdk) -> None:
             await self.app(scope, receive, send)
 
     config = parse_config({"model_list": [{"model_name": "f", "litellm_params": {"model": "mock/f"}}]})
-    assert Gateway(config, app=foreign).layers == ["CallLogging", "Errors", "Ingest", "Replay"]
+    assert Gateway(config, app=foreign).layers == ["Errors", "Ingest", "Replay"]
     stack = Errors(Ingest(Rewrite(Replay(foreign))))  # a user's own layer between ours
     with ServerThread(stack) as server:
         client = sdk(server.url)

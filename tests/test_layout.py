@@ -42,12 +42,12 @@ def test_no_base_http_middleware_and_modules_stay_small() -> None:
 
 def test_default_stack_order() -> None:
     config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]}
-    assert Gateway(parse_config(config)).layers == ["CallLogging", "Errors", "Ingest", "UpstreamApp"]
+    assert Gateway(parse_config(config)).layers == ["Errors", "Ingest", "UpstreamApp"]
     config["general_settings"] = {"master_key": "k", "enforce_user_param": True}
     config["litellm_settings"] = {"callbacks": ["examples.custom_callbacks.proxy_handler_instance",
                                                 "examples.custom_prompt.prompt_management"]}
     gateway = Gateway(parse_config(config))
-    assert gateway.layers == ["CallLogging", "Errors", "Ingest", "Auth", "EnforceUserParam", "PromptTemplating",
+    assert gateway.layers == ["Errors", "Ingest", "Auth", "EnforceUserParam", "PromptTemplating",
                               "CallHooks", "UpstreamApp"]
     found, app = [], gateway.app
     while app is not None:  # walk the real objects, not the names
@@ -70,4 +70,4 @@ def test_moderation_sits_after_call_hooks() -> None:
 
     config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]}
     gateway = Gateway(parse_config(config), callbacks=[Both()])
-    assert gateway.layers == ["CallLogging", "Errors", "Ingest", "CallHooks", "Moderation", "UpstreamApp"]
+    assert gateway.layers == ["Errors", "Ingest", "CallHooks", "Moderation", "UpstreamApp"]
