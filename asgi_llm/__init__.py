@@ -13,7 +13,7 @@ from asgi_llm.cache import DualCache
 from asgi_llm.callbacks import load_callbacks
 from asgi_llm.chunks import chunk_text, raw_chunk_text
 from asgi_llm.config import Config, ConfigError, VirtualKey, load_config, parse_config
-from asgi_llm.context import CONTEXT_KEY, RequestContext, get_context, replay_receive, set_context
+from asgi_llm.context import CONTEXT_KEY, RequestContext, get_context, replay_receive, scope_state, set_context
 from asgi_llm.cost import completion_cost, estimate_tokens, prices_of, register_prices, usage_tokens
 from asgi_llm.error_layer import Errors
 from asgi_llm.errors import ERROR_KEY, GatewayError, detail_message, send_json_error, to_gateway_error
@@ -41,7 +41,7 @@ from asgi_llm.replay import Replay
 from asgi_llm.response import LazyObj, Obj, ObjList, unwrap, wrap
 from asgi_llm.router import Deployment, Router
 from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
-from asgi_llm.sse import SSEDecoder, SSEEvent
+from asgi_llm.sse import SSEDecoder, SSEEvent, is_sse
 from asgi_llm.trace import TRACE_KEY, UpstreamTrace, UsageTap, get_trace, set_trace, traced_send
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_llm.upstream import UpstreamApp
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ERROR_KEY", "TRACE_KEY", "CallRecord", "LazyObj", "GatewayMetrics", "LogQueue", "LogSinks", "Sink",
-    "UpstreamTrace",
+    "UpstreamTrace", "is_sse", "scope_state",
     "UsageTap", "completion_cost", "estimate_tokens", "get_trace", "mask_key", "new_call_id", "prices_of",
     "register_prices", "set_trace", "standard_logging_object", "traced_send", "usage_tokens",
     "CONTEXT_KEY", "LLM_ROUTES", "ASGIApp", "AllMessageValues", "Config", "ConfigError", "CustomLogger",

@@ -78,11 +78,16 @@ def get_context(scope: Scope) -> RequestContext | None:
     return state.get(CONTEXT_KEY) if state else None
 
 
-def set_context(scope: Scope, ctx: RequestContext) -> None:
-    state = scope.get("state")
+def scope_state(scope: Scope) -> dict[str, Any]:
+    """``scope["state"]``, made when the server gave none: where layers leave things for each other."""
+    state: dict[str, Any] | None = scope.get("state")
     if state is None:
         state = scope["state"] = {}
-    state[CONTEXT_KEY] = ctx
+    return state
+
+
+def set_context(scope: Scope, ctx: RequestContext) -> None:
+    scope_state(scope)[CONTEXT_KEY] = ctx
 
 
 def replay_receive(ctx: RequestContext, receive: Receive) -> Receive:

@@ -103,5 +103,4 @@ def completion_cost(completion_response: Any = None, model: str | None = None, m
     else:
         text = prompt or get_formatted_prompt({"messages": messages or []}, call_type)
         found = (estimate_tokens(text), estimate_tokens(completion))
-    prices = _lookup(model)
-    return found[0] * prices[0] + found[1] * prices[1]
+    return cost_of(_lookup(model), *found) or 0.0

@@ -21,9 +21,10 @@ from typing import Any
 from starlette.exceptions import HTTPException
 
 from asgi_llm.auth_types import UserAPIKeyAuth
-from asgi_llm.context import get_context
+from asgi_llm.context import get_context, scope_state
 from asgi_llm.errors import ERROR_KEY, GatewayError, send_json_error, to_gateway_error
 from asgi_llm.hooks import with_hook
+from asgi_llm.sse import is_sse
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("asgi_llm.errors")
@@ -39,13 +40,6 @@ class _Progress:
         self.sse = False
         self.open_event = False  # the last body bytes did not end an SSE event
         self.ended = False
-
-
-def _is_sse(message: Message) -> bool:
-    for name, value in message.get("headers", ()):
-        if name.lower() == b"content-type":
-            return bytes(value).startswith(b"text/event-stream")
-    return False
 
 
 class Errors:
@@ -64,7 +58,7 @@ class Errors:
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 progress.started = True
-                progress.sse = _is_sse(message)
+                progress.sse = is_sse(message)
             elif progress.sse:
                 body = message.get("body", b"")
                 if body:
@@ -75,7 +69,7 @@ class Errors:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:  # the error boundary: everything below ends here
-            scope.setdefault("state", {})[ERROR_KEY] = exc  # for observers outside (the logging layer)
+            scope_state(scope)[ERROR_KEY] = exc  # for observers outside (the logging layer)
             replaced = await self.run_failure_hooks(scope, exc) if self.failure_hooks else None
             await self.render(replaced or exc, progress, send)
 

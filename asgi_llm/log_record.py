@@ -20,7 +20,7 @@ import msgspec
 
 from asgi_llm.assemble import assemble_stream
 from asgi_llm.context import RequestContext, get_context
-from asgi_llm.cost import estimate_tokens, prices_of, response_text, usage_tokens
+from asgi_llm.cost import cost_of, estimate_tokens, prices_of, response_text, usage_tokens
 from asgi_llm.errors import ERROR_KEY
 from asgi_llm.hooks import get_formatted_prompt
 from asgi_llm.routes import Route
@@ -87,16 +87,18 @@ class CallRecord:
     def at(self, moment: float | None) -> datetime | None:
         return None if moment is None else datetime.fromtimestamp(self.wall + moment - self.start)
 
-    def response(self) -> Any:
-        """What was served, as JSON: the body, or a stream assembled into one completion."""
-        if self._response is None and self.served:
+    def response(self, raw: bytes | None = None) -> Any:
+        """What was served (or ``raw``, the body about to be), as JSON: the body, or a stream
+        assembled into one completion. Made once."""
+        if self._response is None and (raw is not None or self.served):
+            raw = raw if raw is not None else b"".join(self.served)
             if self.sse:
-                self._response = assemble_stream(b"".join(self.served))
+                self._response = assemble_stream(raw)
             else:
                 try:
-                    self._response = _decode(b"".join(self.served))
+                    self._response = _decode(raw)
                 except msgspec.DecodeError:
-                    self._response = b"".join(self.served).decode("utf-8", "replace")
+                    self._response = raw.decode("utf-8", "replace")
         return self._response
 
     def settle_usage(self, body: bytes | None = None) -> None:
@@ -104,27 +106,22 @@ class CallRecord:
         if self.prompt_tokens is not None:
             return
         found = None
+        raw = body if body is not None or self.sse else b"".join(self.served)
         if self.sse:
             found = usage_tokens(self.trace.usage)
-        elif body is not None or self.served:
+        elif raw:
             try:
-                found = usage_tokens(_usage_view(body if body is not None else b"".join(self.served)).usage)
+                found = usage_tokens(_usage_view(raw).usage)
             except msgspec.DecodeError:
                 found = None
         if found is None:  # no usage from the upstream: estimate from the text (README, Cost)
             ctx = self.ctx
             asked = get_formatted_prompt(ctx.body, ctx.call_type) if ctx is not None and ctx.body else ""
-            if body is not None and not self.served:
-                self.served.append(body)  # the body that is about to be sent: what `response` reads
-                answer, self.served = self.response(), []
-            else:
-                answer = self.response()
+            answer = self.response(raw or None)
             found, self.estimated = (estimate_tokens(asked), estimate_tokens(response_text(answer))), True
         self.prompt_tokens, self.completion_tokens = found
         dep = self.trace.deployment
-        prices = prices_of(dep.model_info) if dep is not None else None
-        if prices is not None:
-            self.cost = found[0] * prices[0] + found[1] * prices[1]
+        self.cost = cost_of(prices_of(dep.model_info), *found) if dep is not None else None
 
     def kwargs(self, event: str) -> dict[str, Any]:
         """Seed 003's ``kwargs`` for ``event`` (pre_api_call, post_api_call, stream_event,

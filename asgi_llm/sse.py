@@ -19,10 +19,20 @@ from typing import Any
 
 import msgspec
 
+from asgi_llm.types import Message
+
 _EOL = re.compile(rb"\r\n|\r|\n")
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 _UNPARSED = object()
+
+
+def is_sse(message: Message) -> bool:
+    """Whether an ``http.response.start`` message starts an SSE answer."""
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).startswith(b"text/event-stream")
+    return False
 
 
 class SSEEvent:

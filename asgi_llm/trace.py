@@ -23,8 +23,9 @@ from typing import Any
 
 import msgspec
 
+from asgi_llm.context import scope_state
 from asgi_llm.router import Deployment
-from asgi_llm.sse import SSEDecoder
+from asgi_llm.sse import SSEDecoder, is_sse
 from asgi_llm.types import Message, Scope, Send
 
 TRACE_KEY = "asgi_llm.trace"
@@ -57,7 +58,7 @@ class UpstreamTrace:
         self.raw: bytes | None = None
         self.usage: dict[str, Any] | None = None
         self.strip_usage = False
-        self.tapping = False  # this stream goes through a UsageTap
+        self.tapping = False  # this stream goes through a UsageTap (set by ask_for_usage)
         self.client_gone = False
 
     def begin(self, now: float) -> None:
@@ -76,7 +77,9 @@ class UpstreamTrace:
             self.on_response(self)
 
     def ask_for_usage(self, body: dict[str, Any]) -> None:
-        """Make a streaming body ask for usage; remember to strip it if the client did not."""
+        """Make a streaming body ask for usage and tap its answer; strip the usage if the client
+        did not ask for it."""
+        self.tapping = True
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
             return
@@ -95,10 +98,7 @@ def get_trace(scope: Scope) -> UpstreamTrace | None:
 
 
 def set_trace(scope: Scope, trace: UpstreamTrace) -> None:
-    state = scope.get("state")
-    if state is None:
-        state = scope["state"] = {}
-    state[TRACE_KEY] = trace
+    scope_state(scope)[TRACE_KEY] = trace
 
 
 class UsageTap:
@@ -170,11 +170,6 @@ class UsageTap:
         return b"".join(kept)
 
 
-def _is_sse(message: Message) -> bool:
-    for name, value in message.get("headers", ()):
-        if name.lower() == b"content-type":
-            return bytes(value).startswith(b"text/event-stream")
-    return False
 
 
 def traced_send(send: Send, trace: UpstreamTrace) -> Send:
@@ -185,7 +180,7 @@ def traced_send(send: Send, trace: UpstreamTrace) -> Send:
     async def traced(message: Message) -> None:
         nonlocal tap
         if message["type"] == "http.response.start":
-            tap = trace.tap() if _is_sse(message) else None
+            tap = trace.tap() if is_sse(message) else None
         elif tap is not None:
             body: bytes = message.get("body", b"")
             out = tap.feed(body) if body else b""

@@ -102,12 +102,12 @@ class UpstreamApp:
             raise GatewayError(400, f"Model {dep.model_name!r} takes its prompt from Langfuse: send it as a chat "
                                "completion.", param="model", code="prompt_model_on_wrong_route")
         sent = upstream_body(ctx.body, dep.model)
+        url = dep.api_base + ctx.route.path
         trace = get_trace(scope)
         if trace is not None:  # an observer wants to know what happens upstream
-            trace.deployment, trace.url, trace.sent = dep, dep.api_base + ctx.route.path, sent
+            trace.deployment, trace.url, trace.sent = dep, url, sent
             if ctx.stream and trace.want_usage and ctx.call_type in ("completion", "text_completion"):
                 trace.ask_for_usage(sent)
-                trace.tapping = True
         if dep.provider == "mock":
             if trace is None:
                 await mock.answer(dep, ctx, send)
@@ -118,8 +118,7 @@ class UpstreamApp:
             return
         headers = request_headers(dep, scope["headers"], None)
         async with DisconnectWatch(receive) as watch:
-            await self.forwarder.forward(dep, dep.api_base + ctx.route.path, _encode(sent), headers, ctx.stream,
-                                         send, trace)
+            await self.forwarder.forward(dep, url, _encode(sent), headers, ctx.stream, send, trace)
         if watch.gone:
             if trace is not None:
                 trace.client_gone = True

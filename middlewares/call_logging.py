@@ -39,6 +39,7 @@ from asgi_llm import (
     Send,
     SSEDecoder,
     UpstreamTrace,
+    is_sse,
     match_route,
     prices_of,
     set_trace,
@@ -50,11 +51,6 @@ log = logging.getLogger("asgi_llm.logging")
 Args = tuple[dict[str, Any], Any, Any, Any]
 
 
-def _is_sse(message: Message) -> bool:
-    for name, value in message.get("headers", ()):
-        if name.lower() == b"content-type":
-            return bytes(value).startswith(b"text/event-stream")
-    return False
 
 
 class CallLogging:
@@ -89,7 +85,7 @@ class CallLogging:
 
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":
-                rec.status, rec.sse = message["status"], _is_sse(message)
+                rec.status, rec.sse = message["status"], is_sse(message)
                 if rec.sse and self.metrics is not None:
                     self.metrics.inflight += 1
                 dep = trace.deployment
