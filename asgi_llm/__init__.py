@@ -21,7 +21,7 @@ from asgi_llm.hooks import CustomLogger, get_formatted_prompt, overrides, with_h
 from asgi_llm.ingest import Ingest
 from asgi_llm.langfuse import LangfusePrompts
 from asgi_llm.log_queue import LogQueue
-from asgi_llm.log_record import CallRecord, mask_key, new_call_id
+from asgi_llm.log_record import CallRecord, new_call_id
 from asgi_llm.log_sinks import LogSinks, Sink
 from asgi_llm.log_standard import standard_logging_object
 from asgi_llm.metrics import GatewayMetrics
@@ -39,7 +39,7 @@ from asgi_llm.prompts import (
 from asgi_llm.reject import send_rejection
 from asgi_llm.replay import Replay
 from asgi_llm.response import LazyObj, Obj, ObjList, unwrap, wrap
-from asgi_llm.router import Deployment, Router
+from asgi_llm.router import Deployment, Router, mask_key
 from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
 from asgi_llm.sse import SSEDecoder, SSEEvent, is_sse
 from asgi_llm.trace import TRACE_KEY, UpstreamTrace, UsageTap, get_trace, set_trace, traced_send

@@ -25,6 +25,7 @@ import aiohttp
 import msgspec
 
 from asgi_llm.config import UpstreamSettings
+from asgi_llm.cost import reply_usage
 from asgi_llm.errors import GatewayError
 from asgi_llm.router import Deployment
 from asgi_llm.trace import UpstreamTrace
@@ -45,6 +46,7 @@ STRIPPED_FIELDS = frozenset({
 })
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _decode = msgspec.json.decode
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -178,7 +180,9 @@ class Forwarder:
             raise upstream_error(resp.status, data, dep, kept)
         elif media == "application/json":
             try:
-                _decode(data)
+                usage = reply_usage(data)
+                if trace is not None and isinstance(usage, dict):
+                    trace.usage = usage  # billed usage, so the logging layer need not parse the body again
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 raise GatewayError(502, f"Upstream for model {dep.model_name!r} sent a reply that is not "
                                    "valid JSON.", code="upstream_unusable_reply") from None

@@ -53,6 +53,7 @@ class LogQueue:
         self._busy: dict[asyncio.Task[None], list[Any]] = {}  # worker -> [deadline, sink name, timed out]
         self._watchdog: asyncio.TimerHandle | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._waking = False  # a worker was told to run and has not yet: it will take all that is queued
 
     def put(self, sinks: Sequence[Sink], build: Build, order: asyncio.Lock | None = None) -> None:
         items = self._items
@@ -64,11 +65,19 @@ class LogQueue:
             if self.on_drop is not None:
                 self.on_drop()
         items.append((sinks, build, order))
-        if self._idle:  # wake one idle worker; busy ones find the item when they finish
+        if not self._waking:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Get one more worker going: one per burst of events, not one per event (a wake-up costs
+        a loop round trip); the watchdog adds workers when the running ones are stuck in a sink."""
+        if self._idle:
+            self._waking = True
             waiter = self._idle.pop()
             if not waiter.done():
                 waiter.set_result(None)
         elif len(self._tasks) < self.workers:
+            self._waking = True
             self._tasks.append(asyncio.get_running_loop().create_task(self._work(), name="asgi-llm-log"))
 
     async def _work(self) -> None:
@@ -77,6 +86,7 @@ class LogQueue:
         assert task is not None
         slot = self._busy[task] = [math.inf, "", False]  # the watchdog reads this worker's deadline here
         while True:
+            self._waking = False
             while items:
                 sinks, build, order = items.popleft()
                 if order is None:
@@ -121,7 +131,7 @@ class LogQueue:
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """One timer checks every worker's deadline (cheaper than a timeout per call)."""
         if self._watchdog is None:
-            self._watchdog = loop.call_later(min(self.timeout / 4, 1.0), self._check, loop)
+            self._watchdog = loop.call_later(min(self.timeout / 4, 0.05), self._check, loop)
 
     def _check(self, loop: asyncio.AbstractEventLoop) -> None:
         self._watchdog = None
@@ -130,6 +140,8 @@ class LogQueue:
             if slot[0] <= now and not slot[2]:
                 slot[2] = True  # tells the worker this cancellation is ours
                 task.cancel()
+        if self._items and not self._waking:  # every running worker is inside a slow sink
+            self._wake()
         if any(slot[0] != math.inf for slot in self._busy.values()):
             self._arm(loop)
 

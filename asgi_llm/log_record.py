@@ -20,7 +20,7 @@ import msgspec
 
 from asgi_llm.assemble import assemble_stream
 from asgi_llm.context import RequestContext, get_context
-from asgi_llm.cost import cost_of, estimate_tokens, prices_of, response_text, usage_tokens
+from asgi_llm.cost import cost_of, estimate_tokens, response_text, usage_tokens
 from asgi_llm.errors import ERROR_KEY
 from asgi_llm.hooks import get_formatted_prompt
 from asgi_llm.routes import Route
@@ -41,13 +41,6 @@ _usage_view = msgspec.json.Decoder(_UsageView).decode
 
 def new_call_id() -> str:
     return f"{_PREFIX}{next(_counter):016x}"
-
-
-def mask_key(key: str | None) -> str | None:
-    """Enough of a key to tell keys apart in logs, never enough to use it."""
-    if not key:
-        return None
-    return f"{key[:3]}...{key[-4:]}" if len(key) >= 20 else "****"
 
 
 class CallRecord:
@@ -102,14 +95,16 @@ class CallRecord:
         return self._response
 
     def settle_usage(self, body: bytes | None = None) -> None:
-        """Tokens and cost, once: from the served ``usage``, the stream's usage chunk, or an estimate."""
+        """Tokens and cost, once: from the upstream's ``usage`` (a reply's or a stream's usage chunk),
+        else the served body's, else an estimate."""
         if self.prompt_tokens is not None:
             return
-        found = None
+        found = usage_tokens(self.trace.usage)  # what the upstream billed, read as it passed
+        if found is not None:
+            self._settle(found)
+            return
         raw = body if body is not None or self.sse else b"".join(self.served)
-        if self.sse:
-            found = usage_tokens(self.trace.usage)
-        elif raw:
+        if not self.sse and raw:  # e.g. the mock, or an observer without a trace
             try:
                 found = usage_tokens(_usage_view(raw).usage)
             except msgspec.DecodeError:
@@ -119,45 +114,43 @@ class CallRecord:
             asked = get_formatted_prompt(ctx.body, ctx.call_type) if ctx is not None and ctx.body else ""
             answer = self.response(raw or None)
             found, self.estimated = (estimate_tokens(asked), estimate_tokens(response_text(answer))), True
+        self._settle(found)
+
+    def _settle(self, found: tuple[int, int]) -> None:
         self.prompt_tokens, self.completion_tokens = found
         dep = self.trace.deployment
-        self.cost = cost_of(prices_of(dep.model_info), *found) if dep is not None else None
+        self.cost = cost_of(dep.prices, *found) if dep is not None else None
 
     def kwargs(self, event: str) -> dict[str, Any]:
         """Seed 003's ``kwargs`` for ``event`` (pre_api_call, post_api_call, stream_event,
         successful_api_call, failed_api_call)."""
         ctx, trace = get_context(self.scope), self.trace
         body = ctx.body if ctx is not None and ctx.body is not None else _EMPTY
-        dep, sent = trace.deployment, trace.sent
+        dep, sent, auth = trace.deployment, trace.sent, ctx.auth if ctx is not None else None
         source = sent if sent is not None else body
         given = body.get("metadata")
-        metadata = dict(given) if type(given) is dict else {}
-        auth = ctx.auth if ctx is not None else None
-        if auth is not None:
-            metadata.update(user_api_key_hash=auth.api_key, user_api_key_alias=auth.key_alias,
-                            user_api_key_user_id=auth.user_id, user_api_key_team_id=auth.team_id)
-        else:
-            metadata.update(_ANONYMOUS)
-        metadata["user_api_end_user_id"] = ctx.end_user if ctx is not None else None
-        metadata["model_group"] = dep.model_name if dep is not None else body.get("model")
-        metadata["deployment"] = f"{dep.provider}/{dep.model}" if dep is not None else None
-        params: dict[str, Any] = {"metadata": metadata, "litellm_call_id": self.call_id, "api_base": None,
-                                  "custom_llm_provider": None, "model_info": {}}
-        if dep is not None:
-            params.update(api_base=dep.api_base, custom_llm_provider=dep.provider, model_info=dep.model_info)
-        raw = trace.raw
+        metadata = {**(given if type(given) is dict else _EMPTY), **(_ANONYMOUS if auth is None else {
+            "user_api_key_hash": auth.api_key, "user_api_key_alias": auth.key_alias,
+            "user_api_key_user_id": auth.user_id, "user_api_key_team_id": auth.team_id}),
+            "user_api_end_user_id": ctx.end_user if ctx is not None else None,
+            "model_group": dep.model_name if dep is not None else body.get("model"),
+            "deployment": dep.label if dep is not None else None}
+        raw, call_id = trace.raw, self.call_id
         kwargs: dict[str, Any] = {
             "model": dep.model if dep is not None else body.get("model"),
             "messages": _prompt_of(body),
             "optional_params": {k: v for k, v in source.items() if k not in _NOT_OPTIONAL},
-            "litellm_params": params,
-            "litellm_call_id": self.call_id,
-            "call_type": _CALL_TYPES.get(self.route.call_type) or "a" + self.route.call_type,
+            "litellm_params": {"metadata": metadata, "litellm_call_id": call_id, "api_base": dep.api_base,
+                               "custom_llm_provider": dep.provider, "model_info": dep.model_info} if dep else {
+                "metadata": metadata, "litellm_call_id": call_id, "api_base": None, "custom_llm_provider": None,
+                "model_info": {}},
+            "litellm_call_id": call_id,
+            "call_type": self.route.litellm_call_type,
             "stream": ctx.stream if ctx is not None else False,
             "start_time": self.at(self.start),
             "end_time": self.at(self.end),
             "input": _prompt_of(source),
-            "api_key": mask_key(dep.api_key) if dep is not None else None,
+            "api_key": dep.masked_key if dep is not None else None,
             "additional_args": {"complete_input_dict": sent, "api_base": trace.url, "attempts": trace.attempts},
             "log_event_type": event,
             "cache_hit": False,
@@ -177,11 +170,8 @@ _EMPTY: dict[str, Any] = {}
 _ANONYMOUS = {"user_api_key_hash": None, "user_api_key_alias": None, "user_api_key_user_id": None,
               "user_api_key_team_id": None}
 _NOT_OPTIONAL = frozenset({"model", "messages", "prompt", "input", "metadata"})
-_CALL_TYPES = {"completion": "acompletion", "embeddings": "aembedding"}
 
 
 def _prompt_of(body: dict[str, Any]) -> Any:
-    for key in ("messages", "prompt", "input"):
-        if key in body:
-            return body[key]
-    return None
+    found = body.get("messages")
+    return found if found is not None else body.get("prompt", body.get("input"))

@@ -11,16 +11,24 @@ import itertools
 from collections.abc import Iterator
 
 from asgi_llm.config import Config, ModelEntry
+from asgi_llm.cost import prices_of
 from asgi_llm.errors import GatewayError
 
 OPENAI_BASE = "https://api.openai.com/v1"
 
 
+def mask_key(key: str | None) -> str | None:
+    """Enough of a key to tell keys apart in logs, never enough to use it."""
+    if not key:
+        return None
+    return f"{key[:3]}...{key[-4:]}" if len(key) >= 20 else "****"
+
+
 class Deployment:
     """One resolved ``model_list`` entry, ready to call."""
 
-    __slots__ = ("api_base", "api_key", "mock_response", "model", "model_info", "model_name", "prompt", "provider",
-                 "retries", "stream_timeout", "timeout")
+    __slots__ = ("api_base", "api_key", "label", "masked_key", "mock_response", "model", "model_info", "model_name",
+                 "prices", "prompt", "provider", "retries", "stream_timeout", "timeout")
 
     def __init__(self, entry: ModelEntry, config: Config) -> None:
         params = entry.litellm_params
@@ -34,6 +42,9 @@ class Deployment:
         self.retries = max(0, params.max_retries if params.max_retries is not None else settings.num_retries)
         self.mock_response = params.mock_response
         self.model_info = entry.model_info
+        self.prices = prices_of(entry.model_info)
+        self.label = f"{self.provider}/{self.model}"  # what logs call the deployment
+        self.masked_key = mask_key(self.api_key)
         prompt_keys = ("prompt_id", "prompt_variables", "prompt_label", "prompt_version", "langfuse_public_key",
                        "langfuse_secret_key", "langfuse_host")
         self.prompt = {k: getattr(params, k) for k in prompt_keys if getattr(params, k) is not None}

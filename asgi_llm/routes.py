@@ -17,11 +17,14 @@ BodyKind = Literal["json", "multipart"]
 class Route:
     """One LLM route: the canonical path (``/chat/completions``), call type and body kind."""
 
-    __slots__ = ("body", "call_type", "path", "streams")
+    __slots__ = ("body", "call_type", "litellm_call_type", "path", "streams")
 
     def __init__(self, path: str, call_type: str, body: BodyKind = "json", streams: bool = False) -> None:
         self.path = path
         self.call_type = call_type
+        # what LiteLLM's logging calls it (its proxy makes the async calls)
+        self.litellm_call_type = {"completion": "acompletion", "embeddings": "aembedding"}.get(call_type,
+                                                                                              "a" + call_type)
         self.body: BodyKind = body
         self.streams = streams
 

@@ -41,7 +41,6 @@ from asgi_llm import (
     UpstreamTrace,
     is_sse,
     match_route,
-    prices_of,
     set_trace,
     standard_logging_object,
     wrap,
@@ -89,7 +88,7 @@ class CallLogging:
                 if rec.sse and self.metrics is not None:
                     self.metrics.inflight += 1
                 dep = trace.deployment
-                if not rec.sse and rec.status < 400 and dep is not None and prices_of(dep.model_info) is not None:
+                if not rec.sse and rec.status < 400 and dep is not None and dep.prices is not None:
                     held.append(message)  # priced: the cost header needs the body first
                     return
                 await send(self._stamp(rec, message))
