@@ -42,9 +42,10 @@ from asgi_llm.response import LazyObj, Obj, ObjList, unwrap, wrap
 from asgi_llm.router import Deployment, Router, mask_key
 from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
 from asgi_llm.sse import SSEDecoder, SSEEvent, is_sse
-from asgi_llm.trace import TRACE_KEY, UpstreamTrace, UsageTap, get_trace, set_trace, traced_send
+from asgi_llm.trace import TRACE_KEY, UpstreamTrace, get_trace, set_trace
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_llm.upstream import UpstreamApp
+from asgi_llm.usage_tap import UsageTap, traced_send
 
 if TYPE_CHECKING:
     from asgi_llm.gateway import Gateway, create_app

@@ -17,20 +17,15 @@ An observer (the logging layer) puts one in ``scope["state"]`` with ``set_trace`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from asgi_llm.context import scope_state
 from asgi_llm.router import Deployment
-from asgi_llm.sse import SSEDecoder, is_sse
-from asgi_llm.types import Message, Scope, Send
+from asgi_llm.types import Scope
+from asgi_llm.usage_tap import UsageTap
 
 TRACE_KEY = "asgi_llm.trace"
-_USAGE = re.compile(rb'"usage"\s*:\s*\{')
-_decode = msgspec.json.decode
 
 
 class UpstreamTrace:
@@ -99,97 +94,3 @@ def get_trace(scope: Scope) -> UpstreamTrace | None:
 
 def set_trace(scope: Scope, trace: UpstreamTrace) -> None:
     scope_state(scope)[TRACE_KEY] = trace
-
-
-class UsageTap:
-    """Reads a relayed SSE stream for its usage chunk, and removes it when ``trace.strip_usage``.
-
-    Only events whose data holds a ``"usage": {`` object are parsed; a network chunk of
-    whole events without one passes as is. Everything passes as its exact bytes; a
-    chunk that completes no event yields nothing until the event is whole. With
-    ``trace.keep_raw`` the upstream's bytes are kept as ``trace.raw``.
-    """
-
-    __slots__ = ("decoder", "kept", "trace")
-
-    def __init__(self, trace: UpstreamTrace) -> None:
-        self.trace = trace
-        self.decoder = SSEDecoder()
-        self.kept: list[bytes] | None = [] if trace.keep_raw else None
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self.kept is not None:
-            self.kept.append(chunk)
-        if chunk.endswith(b"\n\n") and not self.decoder.pending and b"\r" not in chunk:
-            named = chunk.count(b'"usage"')
-            nulls = chunk.count(b'"usage":null') if named else 0
-            if named == nulls:
-                return chunk  # whole events, no usage object (OpenAI sends "usage":null): passed unparsed
-            if named == nulls + 1:  # one usage object among whole LF events: look at that event only
-                kept = self._one_event(chunk)
-                if kept is not None:
-                    return kept
-        return self._keep(self.decoder.feed(chunk))
-
-    def _one_event(self, chunk: bytes) -> bytes | None:
-        found = _USAGE.search(chunk)
-        if found is None:
-            return None
-        before = chunk.rfind(b"\n\n", 0, found.start())
-        start = before + 2 if before >= 0 else 0
-        end = chunk.find(b"\n\n", found.end()) + 2
-        event = chunk[start:end - 2]
-        if not event.startswith(b"data: ") or b"\n" in event:
-            return None
-        try:
-            parsed = _decode(event[6:])
-        except msgspec.DecodeError:
-            return None
-        if not isinstance(parsed, dict) or not isinstance(parsed.get("usage"), dict):
-            return None
-        self.trace.usage = parsed["usage"]
-        if self.trace.strip_usage and not parsed.get("choices"):
-            return chunk[:start] + chunk[end:]  # the usage-only chunk the client never asked for
-        return chunk
-
-    def flush(self) -> bytes:
-        if self.kept is not None:
-            self.trace.raw = b"".join(self.kept)
-        return self._keep(self.decoder.flush())
-
-    def _keep(self, events: list[Any]) -> bytes:
-        kept: list[bytes] = []
-        for event in events:
-            if event.is_json() and _USAGE.search(event.payload):
-                found = event.json
-                if isinstance(found, dict) and isinstance(found.get("usage"), dict):
-                    self.trace.usage = found["usage"]
-                    if self.trace.strip_usage and not found.get("choices"):
-                        continue  # the usage-only chunk the client never asked for
-            kept.append(event.raw)
-        return b"".join(kept)
-
-
-
-
-def traced_send(send: Send, trace: UpstreamTrace) -> Send:
-    """``send`` for an in-process answer to a tapped stream (the mock's): an SSE answer goes
-    through a ``UsageTap``; any other answer passes untouched."""
-    tap: UsageTap | None = None
-
-    async def traced(message: Message) -> None:
-        nonlocal tap
-        if message["type"] == "http.response.start":
-            tap = trace.tap() if is_sse(message) else None
-        elif tap is not None:
-            body: bytes = message.get("body", b"")
-            out = tap.feed(body) if body else b""
-            more = message.get("more_body", False)
-            if not more:
-                out += tap.flush()
-            if out or not more:
-                await send({"type": "http.response.body", "body": out, "more_body": more})
-            return
-        await send(message)
-
-    return traced

@@ -29,8 +29,9 @@ from asgi_llm.ingest import DEFAULT_MAX_BODY, ClientDisconnected, ingest
 from asgi_llm.multipart import rest_of_body, sniff_model
 from asgi_llm.router import Router
 from asgi_llm.routes import local_path, match_route
-from asgi_llm.trace import get_trace, traced_send
+from asgi_llm.trace import get_trace
 from asgi_llm.types import Message, Receive, Scope, Send
+from asgi_llm.usage_tap import traced_send
 from asgi_llm.watch import DisconnectWatch
 
 log = logging.getLogger("asgi_llm")
