@@ -43,7 +43,7 @@ from asgi_llm.router import Deployment, Router, mask_key
 from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
 from asgi_llm.sse import SSEDecoder, SSEEvent, is_sse
 from asgi_llm.trace import TRACE_KEY, UpstreamTrace, get_trace, set_trace
-from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
+from asgi_llm.types import DONE, ASGIApp, Message, Receive, Scope, Send
 from asgi_llm.upstream import UpstreamApp
 from asgi_llm.usage_tap import UsageTap, traced_send
 
@@ -55,7 +55,7 @@ __all__ = [
     "UpstreamTrace", "is_sse", "scope_state",
     "UsageTap", "completion_cost", "estimate_tokens", "get_trace", "mask_key", "new_call_id", "prices_of",
     "register_prices", "set_trace", "standard_logging_object", "traced_send", "usage_tokens",
-    "CONTEXT_KEY", "LLM_ROUTES", "ASGIApp", "AllMessageValues", "Config", "ConfigError", "CustomLogger",
+    "CONTEXT_KEY", "DONE", "LLM_ROUTES", "ASGIApp", "AllMessageValues", "Config", "ConfigError", "CustomLogger",
     "CustomPromptManagement", "Deployment", "DualCache", "LangfusePrompts", "PromptManagementBase", "PromptStore",
     "StandardCallbackDynamicParams", "accepts", "is_manager", "manager_name", "run_manager",
     "Errors", "Gateway", "GatewayError", "Ingest", "Message", "Obj", "ObjList", "Receive", "Replay",

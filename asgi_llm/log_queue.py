@@ -66,19 +66,20 @@ class LogQueue:
                 self.on_drop()
         items.append((sinks, build, order))
         if not self._waking:
+            self._waking = True
             self._wake()
 
     def _wake(self) -> None:
         """Get one more worker going: one per burst of events, not one per event (a wake-up costs
         a loop round trip); the watchdog adds workers when the running ones are stuck in a sink."""
         if self._idle:
-            self._waking = True
             waiter = self._idle.pop()
             if not waiter.done():
                 waiter.set_result(None)
         elif len(self._tasks) < self.workers:
-            self._waking = True
             self._tasks.append(asyncio.get_running_loop().create_task(self._work(), name="asgi-llm-log"))
+        else:
+            self._waking = False  # every worker is busy: the first one done takes what is queued
 
     async def _work(self) -> None:
         items, loop = self._items, asyncio.get_running_loop()
@@ -141,6 +142,7 @@ class LogQueue:
                 slot[2] = True  # tells the worker this cancellation is ours
                 task.cancel()
         if self._items and not self._waking:  # every running worker is inside a slow sink
+            self._waking = True
             self._wake()
         if any(slot[0] != math.inf for slot in self._busy.values()):
             self._arm(loop)

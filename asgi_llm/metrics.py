@@ -24,10 +24,15 @@ import asyncio
 import os
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from asgi_llm.errors import GatewayError
+
+if TYPE_CHECKING:
+    from asgi_llm.log_record import CallRecord
 
 
 class _Count:
@@ -154,6 +159,27 @@ class GatewayMetrics:
         if not self._armed:  # hand over within a second, for other workers' scrapes
             self._armed = True
             asyncio.get_running_loop().call_later(1.0, self.flush)
+
+    def observe_record(self, rec: CallRecord, failed: bool) -> None:
+        """One call as the logging layer saw it (``CallRecord``), errors by type included."""
+        trace, ctx = rec.trace, rec.ctx
+        model = self.label(trace.deployment.model_name if trace.deployment is not None else
+                           ctx.model if ctx is not None else None)
+        upstream = trace.ended - trace.started if trace.started is not None and trace.ended is not None else None
+        ttft = rec.first_byte - rec.start if rec.sse and rec.first_byte is not None else None
+        status = 499 if trace.client_gone else rec.status
+        usage = None if failed else (rec.prompt_tokens or 0, rec.completion_tokens, rec.cost)
+        self.observe_call(model, rec.route.path, status, (rec.end or rec.start) - rec.start, upstream, ttft, usage)
+        if not failed:
+            return
+        error = rec.error
+        code = error.code if isinstance(error, GatewayError) else None
+        if trace.status is not None and trace.status >= 400:
+            self.count(self.upstream_errors, model, f"http_{trace.status}").value += 1
+        elif isinstance(code, str) and code.startswith("upstream"):
+            self.count(self.upstream_errors, model, code).value += 1
+        if ctx is not None and ctx.notes.get("moderation_rejected"):
+            self.count(self.moderation_rejections, model).value += 1
 
     def flush(self) -> None:
         """Hand every pending observation to prometheus-client."""

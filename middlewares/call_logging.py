@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from asgi_llm import (
+    DONE,
     ASGIApp,
     CallRecord,
-    GatewayError,
     GatewayMetrics,
     LazyObj,
     LogQueue,
@@ -48,8 +49,6 @@ from asgi_llm import (
 
 log = logging.getLogger("asgi_llm.logging")
 Args = tuple[dict[str, Any], Any, Any, Any]
-
-
 
 
 class CallLogging:
@@ -79,43 +78,54 @@ class CallLogging:
             trace.on_attempt = lambda _: queue.put(sinks.pre, lambda: self._args(rec, "pre_api_call"), order)
         if sinks.post:
             trace.on_response = lambda _: queue.put(sinks.post, lambda: self._args(rec, "post_api_call"), order)
-        held: list[Message] = []
-        decoder = SSEDecoder() if sinks.stream else None
-
-        async def observe(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                rec.status, rec.sse = message["status"], is_sse(message)
-                if rec.sse and self.metrics is not None:
-                    self.metrics.inflight += 1
-                dep = trace.deployment
-                if not rec.sse and rec.status < 400 and dep is not None and dep.prices is not None:
-                    held.append(message)  # priced: the cost header needs the body first
-                    return
-                await send(self._stamp(rec, message))
-                return
-            body: bytes = message.get("body", b"")
-            more = message.get("more_body", False)
-            if held:
-                if not more:
-                    rec.settle_usage(body)
-                await send(self._stamp(rec, held.pop()))
-            if body:
-                rec.first_byte = rec.first_byte or time.perf_counter()
-                if self.observing:
-                    rec.served.append(body)
-                if decoder is not None and rec.sse:
-                    self._stream_events(rec, decoder.feed(body), order)
-            await send(message)
-            if not more:
-                rec.end = time.perf_counter()
-
         try:
-            await self.app(scope, receive, observe)
+            await self.app(scope, receive, self._observer(rec, send, order))
         finally:
             try:
                 self._finish(rec, order)
             except Exception:  # a bug here must not turn a served answer into an error
                 log.exception("logging of call %s failed", rec.call_id)
+
+    def _observer(self, rec: CallRecord, send: Send, order: asyncio.Lock | None) -> Send:
+        """The ``send`` the app below gets: notes what is served, stamps the headers. A plain function
+        handing back the next ``send``'s awaitable: no coroutine of its own per message."""
+        held: list[Message] = []
+        decoder = SSEDecoder() if self.sinks.stream else None
+        keep = rec.served.append if self.observing else None
+        metrics, perf_counter = self.metrics, time.perf_counter
+
+        def observe(message: Message) -> Awaitable[None]:
+            if message["type"] != "http.response.start":
+                body: bytes = message.get("body", b"")
+                if body:
+                    if rec.first_byte is None:
+                        rec.first_byte = perf_counter()
+                    if keep is not None:
+                        keep(body)
+                    if decoder is not None and rec.sse:
+                        self._stream_events(rec, decoder.feed(body), order)
+                more = message.get("more_body", False)
+                if not more:
+                    rec.end = perf_counter()  # handed to the server
+                if held:
+                    return self._release(rec, held.pop(), message, send, settle=not more)
+                return send(message)
+            rec.status, rec.sse = message["status"], is_sse(message)
+            if rec.sse and metrics is not None:
+                metrics.inflight += 1
+            dep = rec.trace.deployment
+            if not rec.sse and rec.status < 400 and dep is not None and dep.prices is not None:
+                held.append(message)  # priced: the cost header needs the body first
+                return DONE
+            return send(self._stamp(rec, message))
+
+        return observe
+
+    async def _release(self, rec: CallRecord, start: Message, message: Message, send: Send, settle: bool) -> None:
+        if settle:
+            rec.settle_usage(message.get("body", b""))
+        await send(self._stamp(rec, start))
+        await send(message)
 
     def _stamp(self, rec: CallRecord, message: Message) -> Message:
         trace, now = rec.trace, time.perf_counter()
@@ -159,31 +169,10 @@ class CallLogging:
         if not failed:
             rec.settle_usage()
         if metrics is not None:
-            self._measure(metrics, rec, failed)
+            metrics.observe_record(rec, failed)
         sinks = self.sinks.failure if failed else self.sinks.success
         if sinks:
             self.queue.put(sinks, lambda: self._final(rec, failed), order)
-
-    @staticmethod
-    def _measure(metrics: GatewayMetrics, rec: CallRecord, failed: bool) -> None:
-        trace, ctx = rec.trace, rec.ctx
-        model = metrics.label(trace.deployment.model_name if trace.deployment is not None else
-                              ctx.model if ctx is not None else None)
-        upstream = trace.ended - trace.started if trace.started is not None and trace.ended is not None else None
-        ttft = rec.first_byte - rec.start if rec.sse and rec.first_byte is not None else None
-        status = 499 if trace.client_gone else rec.status
-        usage = None if failed else (rec.prompt_tokens or 0, rec.completion_tokens, rec.cost)
-        metrics.observe_call(model, rec.route.path, status, (rec.end or rec.start) - rec.start, upstream, ttft, usage)
-        if not failed:
-            return
-        error = rec.error
-        code = error.code if isinstance(error, GatewayError) else None
-        if trace.status is not None and trace.status >= 400:
-            metrics.count(metrics.upstream_errors, model, f"http_{trace.status}").value += 1
-        elif isinstance(code, str) and code.startswith("upstream"):
-            metrics.count(metrics.upstream_errors, model, code).value += 1
-        if ctx is not None and ctx.notes.get("moderation_rejected"):
-            metrics.count(metrics.moderation_rejections, model).value += 1
 
     def _lifespan(self, receive: Receive) -> Receive:
         async def shutdown_first() -> Message:
