@@ -41,7 +41,7 @@ from asgi_llm.replay import Replay
 from asgi_llm.response import LazyObj, Obj, ObjList, unwrap, wrap
 from asgi_llm.router import Deployment, Router, mask_key
 from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
-from asgi_llm.sse import SSEDecoder, SSEEvent, is_sse
+from asgi_llm.sse import SSEDecoder, SSEEvent, is_sse, whole_events
 from asgi_llm.trace import TRACE_KEY, UpstreamTrace, get_trace, set_trace
 from asgi_llm.types import DONE, ASGIApp, Message, Receive, Scope, Send
 from asgi_llm.upstream import UpstreamApp
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ERROR_KEY", "TRACE_KEY", "CallRecord", "LazyObj", "GatewayMetrics", "LogQueue", "LogSinks", "Sink",
-    "UpstreamTrace", "is_sse", "scope_state",
+    "UpstreamTrace", "is_sse", "whole_events", "scope_state",
     "UsageTap", "completion_cost", "estimate_tokens", "get_trace", "mask_key", "new_call_id", "prices_of",
     "register_prices", "set_trace", "standard_logging_object", "traced_send", "usage_tokens",
     "CONTEXT_KEY", "DONE", "LLM_ROUTES", "ASGIApp", "AllMessageValues", "Config", "ConfigError", "CustomLogger",

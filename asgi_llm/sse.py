@@ -110,6 +110,21 @@ def _event(part: bytes, raw: bytes) -> SSEEvent:
     return SSEEvent(raw, data, name)
 
 
+def whole_events(chunk: bytes) -> list[tuple[bytes, bytes]] | None:
+    """``(raw, payload)`` of each event when ``chunk`` is whole LF-only events (the usual network
+    read of an LLM stream), without event objects; None otherwise (use an ``SSEDecoder``)."""
+    if not chunk.endswith(b"\n\n") or b"\r" in chunk:
+        return None
+    pairs = []
+    for part in chunk.split(b"\n\n")[:-1]:
+        raw = part + b"\n\n"
+        if part.startswith(b"data: ") and b"\n" not in part:
+            pairs.append((raw, part[6:]))
+        else:  # comments, named or multi-line events: the full parse
+            pairs.append((raw, _event(part, raw).payload))
+    return pairs
+
+
 class SSEDecoder:
     """Incremental SSE parser; see the module docstring."""
 

@@ -8,15 +8,13 @@ Contract, for streaming requests whose answer is ``text/event-stream``:
 - then each ``async_post_call_streaming_hook(user_api_key_dict, response)`` runs per
   chunk with the text so far: ``None`` keeps the chunk, a returned chunk replaces it,
   raising ends the stream;
-- ``data: [DONE]`` is sent after the last chunk; comments and keep-alives pass as
-  they come;
-- the response start is sent with the first output, so a hook that raises before
-  anything went out gets a real status as JSON (rendered by ``Errors``); after that
-  the stream ends with an SSE error event and ``[DONE]``. A failing hook cancels the
-  upstream call. The upstream is read through a bounded queue (backpressure holds).
+- ``data: [DONE]`` is sent after the last chunk; comments and keep-alives pass as they come;
+- the response start is sent with the first output, so a hook that raises before anything
+  went out gets a real status as JSON (rendered by ``Errors``); after that the stream ends
+  with an SSE error event and ``[DONE]``. A failing hook cancels the upstream call. The
+  upstream is read through a bounded queue (backpressure holds).
 
-Output is batched: what the hooks produce is sent just before waiting for more input,
-so a burst from one network read is one write, and a slow stream still flows event by event.
+Output is one write per network read. Per-chunk hooks alone read whole LF events raw.
 """
 
 from __future__ import annotations
@@ -36,12 +34,13 @@ from asgi_llm import (
     Scope,
     Send,
     SSEDecoder,
-    SSEEvent,
     UserAPIKeyAuth,
     chunk_text,
     get_context,
+    is_sse,
     raw_chunk_text,
     unwrap,
+    whole_events,
     with_hook,
     wrap,
 )
@@ -66,15 +65,12 @@ class _Stream:
         self.decoder, self.done, self.text = SSEDecoder(), False, ""  # text: served so far, for per-chunk hooks
         self.out: list[bytes] = []
 
-    def emit(self, body: bytes) -> None:
-        self.out.append(body)
-
     async def flush(self, more: bool = True) -> None:
         if not self.out and more:
             return
         if self.start is not None:
-            start, self.start = self.start, None
-            await self.send(start)
+            await self.send(self.start)
+            self.start = None
         body, self.out = b"".join(self.out), []
         await self.send({"type": "http.response.body", "body": body, "more_body": more})
 
@@ -111,8 +107,7 @@ class StreamHooks:
         async def hooked_send(message: Message) -> None:
             nonlocal passthrough
             if message["type"] == "http.response.start":
-                headers = dict(message.get("headers", ()))
-                if message["status"] != 200 or not headers.get(b"content-type", b"").startswith(b"text/event-stream"):
+                if message["status"] != 200 or not is_sse(message):
                     passthrough = True
                     await stream.send(message)
                     return
@@ -123,28 +118,34 @@ class StreamHooks:
             if passthrough:
                 await stream.send(message)
                 return
-            batch = stream.decoder.feed(message.get("body", b""))
-            if not message.get("more_body", False):
-                batch += stream.decoder.flush()
+            more = message.get("more_body", False)
             if not self.iterators:  # per-chunk hooks only: no task, no queue, one write per read
-                await self.inline(stream, batch, auth, more=message.get("more_body", False))
+                pairs = None if stream.decoder.pending else whole_events(message.get("body", b""))
+                if pairs is None:
+                    batch = stream.decoder.feed(message.get("body", b""))
+                    pairs = [(e.raw, e.payload) for e in (batch if more else batch + stream.decoder.flush())]
+                await self.inline(stream, pairs, auth, more)
                 return
+            batch = stream.decoder.feed(message.get("body", b""))
+            if not more:
+                batch += stream.decoder.flush()
             if batch:
                 await stream.queue.put(batch)
-            if not message.get("more_body", False):
+            if not more:
                 await stream.queue.put(_END)
 
         return hooked_send
 
-    async def inline(self, stream: _Stream, batch: list[SSEEvent], auth: UserAPIKeyAuth, more: bool) -> None:
+    async def inline(self, stream: _Stream, pairs: list[tuple[bytes, bytes]], auth: UserAPIKeyAuth,
+                     more: bool) -> None:
+        """Per-chunk hooks over ``(raw, payload)`` events; unchanged events go out as their bytes."""
         hooks = self.per_chunk
-        for event in batch:
-            payload = event.payload
+        for raw, payload in pairs:
             if payload == b"[DONE]":
                 stream.done = True
                 continue
             if payload[:1] not in (b"{", b"["):  # comments, keep-alives, anything not JSON
-                stream.emit(event.raw)
+                stream.out.append(raw)
                 continue
             stream.text += raw_chunk_text(payload)
             replaced = None
@@ -153,9 +154,9 @@ class StreamHooks:
                                                                        response=stream.text)
                 if result is not None:
                     replaced = unwrap(result)
-            stream.emit(event.raw if replaced is None else b"data: " + _encode(replaced) + b"\n\n")
+            stream.out.append(raw if replaced is None else b"data: " + _encode(replaced) + b"\n\n")
         if not more and stream.done:
-            stream.emit(DONE)
+            stream.out.append(DONE)
         await stream.flush(more)
 
     async def per_chunk_hooks(self, stream: _Stream, text: str, auth: UserAPIKeyAuth) -> Any:
@@ -176,11 +177,10 @@ class StreamHooks:
             if batch is _END:
                 return
             for event in batch:
-                assert isinstance(event, SSEEvent)
                 if event.is_done:
                     stream.done = True  # sent after the hooks have drained
                 elif event.json is None:
-                    stream.emit(event.raw)  # comments, keep-alives, anything not JSON
+                    stream.out.append(event.raw)  # comments, keep-alives, anything not JSON
                 else:
                     yield wrap(event.json)
 
@@ -194,7 +194,7 @@ class StreamHooks:
         async for chunk in chunks:
             data = unwrap(chunk)
             replaced = await self.per_chunk_hooks(stream, chunk_text(data), auth)
-            stream.emit(b"data: " + _encode(data if replaced is None else replaced) + b"\n\n")
+            stream.out.append(b"data: " + _encode(data if replaced is None else replaced) + b"\n\n")
         if stream.done:
-            stream.emit(DONE)
+            stream.out.append(DONE)
         await stream.flush(more=False)

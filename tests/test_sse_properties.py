@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asgi_llm.sse import SSEDecoder, SSEEvent
+from asgi_llm.sse import SSEDecoder, SSEEvent, whole_events
 
 EOLS = st.sampled_from(["\n", "\r", "\r\n"])
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)  # includes \u2028, \x85
@@ -53,6 +53,22 @@ def test_any_split_gives_back_every_byte_and_event(stream: list[tuple[str, str |
         except ValueError:
             expected = None  # not JSON: `json` reads as None
         assert event.json == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=st.lists(events(), min_size=1, max_size=8), cut=st.integers(0, 5000))
+def test_whole_events_agrees_with_the_decoder(stream: list[tuple[str, str | None]], cut: int) -> None:
+    """The shortcut for whole LF-only reads gives each event's exact bytes and payload, as the
+    decoder does, and declines anything else (a CR anywhere, a cut inside an event)."""
+    raw = "".join(text for text, _ in stream).encode()
+    chunk = raw[:cut % (len(raw) + 1)]
+    pairs = whole_events(chunk)
+    decoded = SSEDecoder().feed(chunk)
+    if b"\r" in chunk or not chunk.endswith(b"\n\n"):
+        assert pairs is None
+        return
+    assert pairs == [(e.raw, e.payload) for e in decoded]
+    assert b"".join(r for r, _ in pairs) == chunk
 
 
 def test_json_is_parsed_once_and_shared() -> None:
