@@ -1,8 +1,10 @@
 """``make bench``: the gateway against the direct upstream and minimal passthroughs, in one run.
 
 Layout on a 2-core machine: every server under test is one uvicorn process pinned to
-core 0; the load generator (wrk) and the fast canned upstream share core 1. Each
-scenario reports throughput, p50/p99 latency and the server's CPU time per request,
+core 0; the load generator (wrk) and the fast canned upstream share core 1. All servers
+start together and are measured in turn, ``--rounds`` times (interleaved, so a slow
+spell of a shared machine hits them alike); each number is the median over the rounds.
+Each scenario reports throughput, p50/p99 latency and the server's CPU time per request,
 and the gateway's numbers as ratios to the fastest passthrough measured alongside.
 """
 
@@ -19,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,15 +67,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extra: str = "") -> dict[str, float]:
+def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extra: str = "",
+        warm: bool = True) -> dict[str, float]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     body = CHAT % ((',"stream":true' if stream else "") + extra)
     script.write_text(f'wrk.method = "POST"\nwrk.body = \'{body}\'\n'
                       'wrk.headers["Content-Type"] = "application/json"\n'
                       'wrk.headers["Authorization"] = "Bearer sk-bench"\n')
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", "-d1s", "-s", str(script), url],
-                   capture_output=True, check=True)  # warm-up: connections, caches, JIT-free but lazy imports
+    if warm:  # connections, caches, lazy imports
+        subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", "-d1s", "-s", str(script), url],
+                       capture_output=True, check=True)
     before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
@@ -118,7 +122,8 @@ def first_byte_times(models: str, count: int = 20) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="medians over this many interleaved rounds")
     parser.add_argument("--only", default="", help="comma-separated words: run only the gateway scenarios "
                         "whose name holds one (the no-hook run and the passthroughs always run)")
     args = parser.parse_args()
@@ -128,15 +133,16 @@ def main() -> None:
     scenarios = [("chat c=1", 1, False), ("chat c=64", 64, False), ("stream c=16", 16, True)]
     uvicorn = [PY, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
                "--log-level", "warning"]
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    with server([PY, "bench/fast_upstream.py", "--port", str(up_port)], up_port, "1"):
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {}
+    with ExitStack() as stack:
+        stack.enter_context(server([PY, "bench/fast_upstream.py", "--port", str(up_port)], up_port, "1"))
         upstream = f"http://127.0.0.1:{up_port}"
-        results["direct upstream"] = {name: wrk(up_port, c, args.seconds, s, None) for name, c, s in scenarios}
+        targets: dict[str, tuple[int, int | None, str]] = {"direct upstream": (up_port, None, "")}  # port, pid, extra
         for client in ("aiohttp", "httpx"):
             port = free_port()
             env = {"BENCH_UPSTREAM": upstream, "BENCH_CLIENT": client}
-            with server([*uvicorn, "bench.passthrough:app", "--port", str(port)], port, "0", env) as pid:
-                results[f"passthrough ({client})"] = {n: wrk(port, c, args.seconds, s, pid) for n, c, s in scenarios}
+            pid = stack.enter_context(server([*uvicorn, "bench.passthrough:app", "--port", str(port)], port, "0", env))
+            targets[f"passthrough ({client})"] = (port, pid, "")
         models = (f"model_list:\n  - model_name: bench-model\n    litellm_params:\n"
                   f"      model: openai/bench-model\n      api_base: {upstream}/v1\n      api_key: sk-upstream\n")
         gateways = {  # name: (config, what the request body adds)
@@ -157,9 +163,16 @@ def main() -> None:
             config.write_text(text)
             port = free_port()
             cmd = [PY, "-m", "asgi_llm", "--config", str(config), "--port", str(port), "--log-level", "warning"]
-            with server(cmd, port, "0") as pid:
-                results[who] = {n: wrk(port, c, args.seconds, s, pid, extra) for n, c, s in scenarios}
+            targets[who] = (port, stack.enter_context(server(cmd, port, "0")), extra)
+        # Every server runs at once (idle ones cost nothing) and each round measures them all in
+        # turn, so a slow spell of this shared machine hits every server alike; the median counts.
+        for round_ in range(args.rounds):
+            for who, (port, pid, extra) in targets.items():
+                runs.setdefault(who, []).append({n: wrk(port, c, args.seconds, s, pid, extra, warm=round_ == 0)
+                                                 for n, c, s in scenarios})
         ttfb = first_byte_times(models) if not wanted or any(w in "asgi-llm (chunk+moderation)" for w in wanted) else []
+    results = {who: {n: {k: statistics.median(r[n][k] for r in rounds) for k in rounds[0][n]} for n, _, _ in scenarios}
+               for who, rounds in runs.items()}
     report(results, [name for name, _, _ in scenarios])
     if ttfb:
         print(f"\ntime to first byte, streaming, moderation hook sleeping {MODERATION_DELAY * 1000:.0f} ms "
