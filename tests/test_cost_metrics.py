@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asgi_llm import GatewayMetrics, LogQueue, Sink, UpstreamTrace, UsageTap, completion_cost, register_prices
+from asgi_llm.cost import reply_usage
 from tests import logging_callbacks as cb
 from tests.conftest import make_config
 from tests.servers import STREAM_USAGE, CLIServer, Recorder
@@ -198,6 +200,46 @@ async def queue_overflow() -> None:
     gate.set()
     await queue.aclose(grace=5)
     assert delivered == [3, 4]  # the newest two
+
+
+def test_a_stuck_worker_does_not_hold_back_later_events() -> None:
+    asyncio.run(stuck_worker())
+
+
+async def stuck_worker() -> None:
+    """Two events put before any worker ran go to one woken worker; when the first hangs in its
+    sink, the watchdog puts another worker on the second within its 50 ms check."""
+    delivered: list[int] = []
+    release = asyncio.Event()
+
+    async def sink(kwargs: Any, response: Any, start: Any, end: Any) -> None:
+        if kwargs["n"] == 0:
+            await release.wait()  # hangs until the end of the test (its timeout is 10 s)
+        delivered.append(kwargs["n"])
+
+    queue = LogQueue(workers=4, timeout=10.0)
+    sinks = [Sink(sink, "std", "sink")]
+    for n in range(2):
+        queue.put(sinks, lambda n=n: ({"n": n}, None, None, None))  # type: ignore[misc]
+    async with asyncio.timeout(1.0):
+        while delivered != [1]:  # noqa: ASYNC110 - bounded by the timeout
+            await asyncio.sleep(0.01)
+    assert len(queue._tasks) == 2  # one stuck, one more started for the rest
+    release.set()
+    await queue.aclose(grace=5)
+    assert delivered == [1, 0]
+
+
+def test_reply_usage_checks_the_whole_reply() -> None:
+    """The typed view that reads an upstream reply's usage also rejects every reply a full decode
+    rejects: malformed JSON anywhere, a malformed non-object, invalid UTF-8 in a skipped string."""
+    assert reply_usage(b'{"id":"x","choices":[{"a":[1,{"b":null}]}],"usage":{"prompt_tokens":3}}') == {
+        "prompt_tokens": 3}
+    assert reply_usage(b'{"id":"\xc3\xa9t\xc3\xa9"}') is None  # valid UTF-8, not ASCII: the full decode
+    assert reply_usage(b"[1, 2]") is None  # valid JSON, not an object
+    for bad in (b'{"id":"x","choices":[1,}', b"[1,,2]", b'{"id":"\xff"}', b'{"usage":{"a":1}} x'):
+        with pytest.raises((msgspec.DecodeError, UnicodeDecodeError)):
+            reply_usage(bad)
 
 
 def test_completion_cost_like_litellm() -> None:
