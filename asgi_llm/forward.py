@@ -45,8 +45,6 @@ STRIPPED_FIELDS = frozenset({
     "litellm_metadata", "secret_fields", "caching", "cache", "guardrails", "tags",
 })
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_decode = msgspec.json.decode
-
 _encode = msgspec.json.Encoder().encode
 
 

@@ -20,7 +20,7 @@ import msgspec
 
 from asgi_llm.assemble import assemble_stream
 from asgi_llm.context import RequestContext, get_context
-from asgi_llm.cost import cost_of, estimate_tokens, response_text, usage_tokens
+from asgi_llm.cost import cost_of, estimate_tokens, reply_usage, response_text, usage_tokens
 from asgi_llm.errors import ERROR_KEY
 from asgi_llm.hooks import get_formatted_prompt
 from asgi_llm.routes import Route
@@ -30,13 +30,6 @@ from asgi_llm.types import Scope
 _PREFIX = os.urandom(8).hex()  # unique per process, so ids from several workers never collide
 _counter = itertools.count(1)
 _decode = msgspec.json.decode
-
-
-class _UsageView(msgspec.Struct):
-    usage: dict[str, Any] | None = None
-
-
-_usage_view = msgspec.json.Decoder(_UsageView).decode
 
 
 def new_call_id() -> str:
@@ -106,8 +99,8 @@ class CallRecord:
         raw = body if body is not None or self.sse else b"".join(self.served)
         if not self.sse and raw:  # e.g. the mock, or an observer without a trace
             try:
-                found = usage_tokens(_usage_view(raw).usage)
-            except msgspec.DecodeError:
+                found = usage_tokens(reply_usage(raw))
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 found = None
         if found is None:  # no usage from the upstream: estimate from the text (README, Cost)
             ctx = self.ctx

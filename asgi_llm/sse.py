@@ -101,11 +101,19 @@ def _parse(lines: list[bytes]) -> tuple[bytes | None, str | None]:
     return (b"\n".join(data) if data else None), event
 
 
-def _event(part: bytes, raw: bytes) -> SSEEvent:
-    """An LF-only event body (no terminating blank line) to an event: one line is the usual case."""
+def _one_line_data(part: bytes) -> bytes | None:
+    """The data of an LF-only event body that is a single ``data:`` line (the usual case), else None."""
     if b"\n" not in part and part.startswith(b"data:"):
         value = part[5:]
-        return SSEEvent(raw, value[1:] if value.startswith(b" ") else value)
+        return value[1:] if value.startswith(b" ") else value
+    return None
+
+
+def _event(part: bytes, raw: bytes) -> SSEEvent:
+    """An LF-only event body (no terminating blank line) to an event."""
+    data = _one_line_data(part)
+    if data is not None:
+        return SSEEvent(raw, data)
     data, name = _parse(part.split(b"\n"))
     return SSEEvent(raw, data, name)
 
@@ -118,10 +126,8 @@ def whole_events(chunk: bytes) -> list[tuple[bytes, bytes]] | None:
     pairs = []
     for part in chunk.split(b"\n\n")[:-1]:
         raw = part + b"\n\n"
-        if part.startswith(b"data: ") and b"\n" not in part:
-            pairs.append((raw, part[6:]))
-        else:  # comments, named or multi-line events: the full parse
-            pairs.append((raw, _event(part, raw).payload))
+        data = _one_line_data(part)  # else comments, named or multi-line events: the full parse
+        pairs.append((raw, data if data is not None else _event(part, raw).payload))
     return pairs
 
 

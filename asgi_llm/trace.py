@@ -8,8 +8,8 @@ An observer (the logging layer) puts one in ``scope["state"]`` with ``set_trace`
 - ``status``, ``started``/``headers_at``/``ended`` (``perf_counter`` times);
 - ``raw``: the upstream's answer as bytes, kept for non-streams (streams only
   with ``keep_raw``), and ``on_response(trace)`` once it is complete;
-- ``usage``: the upstream's ``usage`` (a JSON reply's, or a stream's). With ``want_usage`` the upstream is asked for
-  ``stream_options.include_usage``; when the client did not ask for it, the
+- ``usage``: the upstream's ``usage`` (a JSON reply's, or a stream's). With
+  ``want_usage`` the upstream is asked for ``stream_options.include_usage``; when the client did not ask for it, the
   usage-only chunk is taken out right where it arrives (``UsageTap``), so no hook
   and no client sees a chunk it did not ask for.
 - ``client_gone``: the client left and the upstream call was cancelled.

@@ -12,7 +12,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-
 class _Done:
     """An awaitable that is already done: what a ``send`` wrapper hands back for a message it
     holds rather than sends (without a coroutine of its own)."""

@@ -33,8 +33,6 @@ def _usage_at(chunk: bytes, start: int) -> int:
     return at
 
 
-_decode = msgspec.json.decode
-
 
 class UsageTap:
     """Reads a relayed SSE stream for its usage chunk, and removes it when ``trace.strip_usage``.

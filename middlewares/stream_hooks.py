@@ -118,17 +118,13 @@ class StreamHooks:
             if passthrough:
                 await stream.send(message)
                 return
-            more = message.get("more_body", False)
+            body, more = message.get("body", b""), message.get("more_body", False)
+            pairs = None if self.iterators or stream.decoder.pending else whole_events(body)  # usual read: raw
+            batch = [] if pairs is not None else [*stream.decoder.feed(body), *(() if more else stream.decoder.flush())]
             if not self.iterators:  # per-chunk hooks only: no task, no queue, one write per read
-                pairs = None if stream.decoder.pending else whole_events(message.get("body", b""))
-                if pairs is None:
-                    batch = stream.decoder.feed(message.get("body", b""))
-                    pairs = [(e.raw, e.payload) for e in (batch if more else batch + stream.decoder.flush())]
-                await self.inline(stream, pairs, auth, more)
+                await self.inline(stream, pairs if pairs is not None else [(e.raw, e.payload) for e in batch], auth,
+                                  more)
                 return
-            batch = stream.decoder.feed(message.get("body", b""))
-            if not more:
-                batch += stream.decoder.flush()
             if batch:
                 await stream.queue.put(batch)
             if not more:
