@@ -10,10 +10,10 @@ own time: the whole call minus the upstream part), ``time_to_first_token_seconds
 ``log_events_dropped_total``.
 
 ``model`` is a configured model name or ``other``, so clients cannot grow the label
-set. Observations go into plain counters per label set (a dict lookup and an add),
-handed to prometheus-client in one go at least once a second and before every
-``render``: prometheus-client takes a lock per value and walks the buckets in
-Python, which cost about 7 µs a call when done per observation. With several
+set. A call's numbers are only noted when it ends (one tuple); at least once a
+second and before every ``render`` they are counted in one batch into plain
+accumulators per label set, then handed to prometheus-client (which takes a lock
+per value and walks the buckets in Python: ~7 µs a call if done per call). With several
 workers (``PROMETHEUS_MULTIPROC_DIR`` set, as ``asgi-llm --workers N`` does),
 ``render`` adds up every worker's values (each at most a second behind).
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -30,48 +29,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from asgi_llm.errors import GatewayError
+from asgi_llm.metric_acc import Count, HistogramAcc
 
 if TYPE_CHECKING:
     from asgi_llm.log_record import CallRecord
-
-
-class _Count:
-    """A labelled counter's increments not yet handed over."""
-
-    __slots__ = ("child", "value")
-
-    def __init__(self, child: Any) -> None:
-        self.child, self.value = child, 0.0
-
-    def flush(self) -> None:
-        if self.value:
-            self.child.inc(self.value)
-            self.value = 0.0
-
-
-class _Histogram:
-    """A labelled histogram's observations not yet handed over: counts per bucket and their sum."""
-
-    __slots__ = ("bounds", "child", "counts", "total")
-
-    def __init__(self, child: Any, bounds: tuple[float, ...]) -> None:
-        self.child, self.bounds = child, bounds
-        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1  # prometheus buckets are `value <= bound`
-        self.total += value
-
-    def flush(self) -> None:
-        buckets = self.child._buckets  # prometheus-client's own per-bucket values (no bulk API)
-        for i, count in enumerate(self.counts):
-            if count:
-                buckets[i].inc(count)
-                self.counts[i] = 0
-        if self.total:
-            self.child._sum.inc(self.total)
-            self.total = 0.0
 
 
 LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -108,24 +69,25 @@ class GatewayMetrics:
                                registry=r)
         self._pending: dict[tuple[Any, ...], Any] = {}
         self._calls: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self._records: list[tuple[Any, ...]] = []  # calls noted, not yet counted
         self.inflight = 0  # streams started minus ended, not yet handed over
         self._armed = False
 
     def label(self, model: str | None) -> str:
         return model if model in self.models else "other"
 
-    def count(self, metric: Any, *labels: str) -> _Count:
+    def count(self, metric: Any, *labels: str) -> Count:
         key = (id(metric), *labels)
         found = self._pending.get(key)
         if found is None:
-            found = self._pending[key] = _Count(metric.labels(*labels))
+            found = self._pending[key] = Count(metric.labels(*labels))
         return found
 
-    def histogram(self, metric: Any, bounds: tuple[float, ...], *labels: str) -> _Histogram:
+    def histogram(self, metric: Any, bounds: tuple[float, ...], *labels: str) -> HistogramAcc:
         key = (id(metric), *labels)
         found = self._pending.get(key)
         if found is None:
-            found = self._pending[key] = _Histogram(metric.labels(*labels), bounds)
+            found = self._pending[key] = HistogramAcc(metric.labels(*labels), bounds)
         return found
 
     def _series(self, model: str, route: str, status: int) -> tuple[Any, ...]:
@@ -156,23 +118,27 @@ class GatewayMetrics:
             tokens_out.value += usage[1]
             if usage[2]:
                 cost.value += usage[2]
-        if not self._armed:  # hand over within a second, for other workers' scrapes
-            self._armed = True
-            asyncio.get_running_loop().call_later(1.0, self.flush)
 
     def observe_record(self, rec: CallRecord, failed: bool) -> None:
-        """One call as the logging layer saw it (``CallRecord``), errors by type included."""
-        trace, ctx = rec.trace, rec.ctx
+        """One call as the logging layer saw it: noted, counted at the next ``flush`` (a tight loop over
+        many calls costs far less than the same work done in each call); errors by type at once."""
+        trace, dep = rec.trace, rec.trace.deployment
+        self._records.append((dep.model_name if dep is not None else ctx.model if (ctx := rec.ctx) is not None
+                              else None, rec.route.path, 499 if trace.client_gone else rec.status, rec.start,
+                              rec.end, trace.started, trace.ended, rec.first_byte if rec.sse else None,
+                              None if failed else (rec.prompt_tokens or 0, rec.completion_tokens, rec.cost)))
+        if failed:
+            self._failed(rec)
+        if not self._armed:  # hand over within a second, for scrapes (and other workers')
+            self._armed = True
+            asyncio.get_running_loop().call_later(1.0, self.flush)
+        elif len(self._records) >= 50_000:
+            self.flush()
+
+    def _failed(self, rec: CallRecord) -> None:
+        trace, ctx, error = rec.trace, rec.ctx, rec.error
         model = self.label(trace.deployment.model_name if trace.deployment is not None else
                            ctx.model if ctx is not None else None)
-        upstream = trace.ended - trace.started if trace.started is not None and trace.ended is not None else None
-        ttft = rec.first_byte - rec.start if rec.sse and rec.first_byte is not None else None
-        status = 499 if trace.client_gone else rec.status
-        usage = None if failed else (rec.prompt_tokens or 0, rec.completion_tokens, rec.cost)
-        self.observe_call(model, rec.route.path, status, (rec.end or rec.start) - rec.start, upstream, ttft, usage)
-        if not failed:
-            return
-        error = rec.error
         code = error.code if isinstance(error, GatewayError) else None
         if trace.status is not None and trace.status >= 400:
             self.count(self.upstream_errors, model, f"http_{trace.status}").value += 1
@@ -184,6 +150,12 @@ class GatewayMetrics:
     def flush(self) -> None:
         """Hand every pending observation to prometheus-client."""
         self._armed = False
+        records, self._records = self._records, []
+        label, observe = self.label, self.observe_call
+        for model, route, status, start, end, started, ended, first, usage in records:
+            observe(label(model), route, status, (end or start) - start, ended - started
+                    if started is not None and ended is not None else None,
+                    first - start if first is not None else None, usage)
         for pending in self._pending.values():
             pending.flush()
         if self.inflight:

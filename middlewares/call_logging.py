@@ -128,13 +128,17 @@ class CallLogging:
         await send(message)
 
     def _stamp(self, rec: CallRecord, message: Message) -> Message:
+        """The call's headers, added to the start message in place (as Starlette's middlewares do)."""
         trace, now = rec.trace, time.perf_counter()
         upstream = (trace.ended or trace.headers_at or now) - trace.started if trace.started is not None else 0.0
-        headers = [*message.get("headers", ()), (b"x-asgi-llm-call-id", rec.call_id.encode()),
-                   (b"x-asgi-llm-overhead-ms", f"{(now - rec.start - upstream) * 1000:.3f}".encode())]
+        headers = message.get("headers")
+        if type(headers) is not list:
+            headers = message["headers"] = list(headers or ())
+        headers += ((b"x-asgi-llm-call-id", rec.call_id.encode()),
+                    (b"x-asgi-llm-overhead-ms", b"%.3f" % ((now - rec.start - upstream) * 1000)))
         if rec.cost is not None and not rec.sse:
-            headers.append((b"x-asgi-llm-response-cost", f"{rec.cost:.10f}".encode()))
-        return {**message, "headers": headers}
+            headers.append((b"x-asgi-llm-response-cost", b"%.10f" % rec.cost))
+        return message
 
     def _stream_events(self, rec: CallRecord, events: list[Any], order: asyncio.Lock | None) -> None:
         start = rec.at(rec.start)

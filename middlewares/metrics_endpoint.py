@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Awaitable
 
 from asgi_llm import ASGIApp, GatewayError, GatewayMetrics, Receive, Scope, Send, local_path, send_json_error
 from middlewares.auth import presented_key
@@ -27,10 +28,14 @@ class MetricsEndpoint:
         self.path = path
         self._master = hashlib.sha256(master_key.encode()).digest() if master_key else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Not a coroutine itself: every other request is handed on as the app below's awaitable, so
+        this layer adds no frame to a call (each resume of a stream would pass through it)."""
         if scope["type"] != "http" or not scope["path"].endswith(self.path) or local_path(scope) != self.path:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._serve(scope, send)
+
+    async def _serve(self, scope: Scope, send: Send) -> None:
         refused = self.refusal(scope)
         if refused is not None:
             await send_json_error(send, refused)
