@@ -118,4 +118,5 @@ class PromptStore(CustomPromptManagement):
         chosen = self.resolve(prompt_id, dynamic_callback_params.get("prompt_version"),
                               dynamic_callback_params.get("prompt_label"))
         rendered = chosen.render(prompt_variables or {})
-        return chosen.model or model, rendered + messages, {**chosen.params, **non_default_params}
+        return chosen.model or model, rendered + messages, (
+            {**chosen.params, **non_default_params} if chosen.params else non_default_params)

@@ -74,9 +74,10 @@ class Compiled:
                         spec.default) for name, spec in v.variables.items()]
 
     def render(self, given: dict[str, Any]) -> list[dict[str, Any]]:
-        """The messages for ``given``; cached per distinct set of values (typed: ``1`` is not ``True``)."""
+        """The messages for ``given``; cached per distinct set of values (typed: ``1`` is not ``True``).
+        The key keeps the client's key order: another order is only another entry."""
         try:
-            key = tuple(sorted((k, type(v), v) for k, v in given.items()))
+            key = (*given.items(), *map(type, given.values()))
             done = self._rendered.get(key)
         except TypeError:  # an unhashable value: wrong type anyway, render() names it
             key, done = None, None

@@ -33,7 +33,6 @@ def _usage_at(chunk: bytes, start: int) -> int:
     return at
 
 
-
 class UsageTap:
     """Reads a relayed SSE stream for its usage chunk, and removes it when ``trace.strip_usage``.
 
@@ -43,17 +42,20 @@ class UsageTap:
     ``trace.keep_raw`` the upstream's bytes are kept as ``trace.raw``.
     """
 
-    __slots__ = ("decoder", "kept", "trace")
+    __slots__ = ("decoder", "kept", "pending", "trace")
 
     def __init__(self, trace: UpstreamTrace) -> None:
         self.trace = trace
         self.decoder = SSEDecoder()
+        self.pending = False  # the decoder holds part of an event
         self.kept: list[bytes] | None = [] if trace.keep_raw else None
 
     def feed(self, chunk: bytes) -> bytes:
         if self.kept is not None:
             self.kept.append(chunk)
-        if chunk.endswith(b"\n\n") and not self.decoder.pending:  # whole events: one scan, parse at most one
+        if not self.pending and chunk.endswith(b"\n\n"):  # whole events: one scan, parse at most one
+            if b'"usage"' not in chunk:  # nearly every chunk of a stream
+                return chunk
             at = _usage_at(chunk, 0)
             if at < 0:
                 return chunk  # no usage object (OpenAI sends "usage":null in every chunk): passed unparsed
@@ -61,7 +63,9 @@ class UsageTap:
                 kept = self._one_event(chunk, at)
                 if kept is not None:
                     return kept
-        return self._keep(self.decoder.feed(chunk))
+        out = self._keep(self.decoder.feed(chunk))
+        self.pending = self.decoder.pending
+        return out
 
     def _one_event(self, chunk: bytes, at: int) -> bytes | None:
         """The event around ``at`` parsed alone, if it is one ``data:`` line with the only usage object."""
@@ -83,6 +87,7 @@ class UsageTap:
         return chunk
 
     def flush(self) -> bytes:
+        self.pending = False
         if self.kept is not None:
             self.trace.raw = b"".join(self.kept)
         return self._keep(self.decoder.flush())
@@ -98,8 +103,6 @@ class UsageTap:
                         continue  # the usage-only chunk the client never asked for
             kept.append(event.raw)
         return b"".join(kept)
-
-
 
 
 def traced_send(send: Send, trace: UpstreamTrace) -> Send:

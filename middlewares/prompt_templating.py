@@ -114,7 +114,8 @@ class PromptTemplating:
         params = {k: v for k, v in body.items() if k not in NOT_PARAMS}
         new_model, messages, new_params = await run_manager(
             manager, target, body.get("messages") or [], params, prompt_id, variables, dynamic)
-        body.update(new_params)
+        if new_params is not params:  # a manager may hand back the very dict it was given
+            body.update(new_params)
         body["model"], body["messages"] = new_model, messages
         ctx.stream = body.get("stream") is True
         ctx.mark_changed()
