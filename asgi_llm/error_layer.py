@@ -15,7 +15,7 @@ error. Other exceptions from a failure hook are logged and ignored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -55,7 +55,7 @@ class Errors:
             return
         progress = _Progress()
 
-        async def tracking_send(message: Message) -> None:
+        def tracking_send(message: Message) -> Awaitable[None]:  # no coroutine of its own per message
             if message["type"] == "http.response.start":
                 progress.started = True
                 progress.sse = is_sse(message)
@@ -64,7 +64,7 @@ class Errors:
                 if body:
                     progress.open_event = not (body.endswith(b"\n\n") or body.endswith(b"\r\n\r\n"))
                 progress.ended = not message.get("more_body", False)
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, tracking_send)
