@@ -10,10 +10,11 @@ own time: the whole call minus the upstream part), ``time_to_first_token_seconds
 ``log_events_dropped_total``.
 
 ``model`` is a configured model name or ``other``, so clients cannot grow the label
-set. A call's numbers are only noted when it ends (one tuple); at least once a
-second and before every ``render`` they are counted in one batch into plain
-accumulators per label set, then handed to prometheus-client (which takes a lock
-per value and walks the buckets in Python: ~7 µs a call if done per call). With several
+set. A call's numbers are only noted when it ends (one tuple) and counted in batches
+(every 256 calls, and before each hand-over) into plain accumulators per label set;
+those are handed to prometheus-client at least once a second and before every
+``render`` (it takes a lock per value and walks the buckets in Python: ~7 µs a call
+if done per call). With several
 workers (``PROMETHEUS_MULTIPROC_DIR`` set, as ``asgi-llm --workers N`` does),
 ``render`` adds up every worker's values (each at most a second behind).
 """
@@ -132,8 +133,8 @@ class GatewayMetrics:
         if not self._armed:  # hand over within a second, for scrapes (and other workers')
             self._armed = True
             asyncio.get_running_loop().call_later(1.0, self.flush)
-        elif len(self._records) >= 50_000:
-            self.flush()
+        elif len(self._records) >= 256:  # small batches: no pause a client would see
+            self._tally()
 
     def _failed(self, rec: CallRecord) -> None:
         trace, ctx, error = rec.trace, rec.ctx, rec.error
@@ -150,17 +151,21 @@ class GatewayMetrics:
     def flush(self) -> None:
         """Hand every pending observation to prometheus-client."""
         self._armed = False
+        self._tally()
+        for pending in self._pending.values():
+            pending.flush()
+        if self.inflight:
+            self.inflight_streams.inc(self.inflight)
+            self.inflight = 0
+
+    def _tally(self) -> None:
+        """Count the noted calls into the accumulators."""
         records, self._records = self._records, []
         label, observe = self.label, self.observe_call
         for model, route, status, start, end, started, ended, first, usage in records:
             observe(label(model), route, status, (end or start) - start, ended - started
                     if started is not None and ended is not None else None,
                     first - start if first is not None else None, usage)
-        for pending in self._pending.values():
-            pending.flush()
-        if self.inflight:
-            self.inflight_streams.inc(self.inflight)
-            self.inflight = 0
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type (every worker's, in multi-worker mode)."""

@@ -146,6 +146,26 @@ def test_metrics_count_calls_tokens_cost_and_errors(upstream: Upstream,
     assert metric(text, "asgi_llm_log_events_dropped_total") == 0
 
 
+def test_metrics_exact_across_batches_and_scrapes(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
+    """Calls are noted and counted in batches of 256: a scrape between batches, and one after more
+    calls than a batch holds, both see every call and every token exactly once."""
+    base = gateway_factory(priced(upstream, metrics=True))
+    with httpx.Client(timeout=10) as client:
+        def calls(n: int) -> None:
+            for _ in range(n):
+                client.post(f"{base}/v1/chat/completions", json=ask()).raise_for_status()
+
+        calls(100)
+        text = client.get(f"{base}/metrics").text
+        assert metric(text, "asgi_llm_requests_total", model="echo", status="200") == 100
+        calls(300)  # crosses a batch: 256 counted at once, the rest at the scrape
+        text = client.get(f"{base}/metrics").text
+    assert metric(text, "asgi_llm_requests_total", model="echo", status="200") == 400
+    assert metric(text, "asgi_llm_request_duration_seconds_count", model="echo") == 400
+    assert metric(text, "asgi_llm_tokens_total", model="echo", direction="input") == 400 * 3
+    assert metric(text, "asgi_llm_cost_usd_total", model="echo") == pytest.approx(400 * (3 * IN + 2 * OUT))
+
+
 def test_inflight_streams_and_master_key(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
     base = gateway_factory(priced(upstream, metrics=True, master_key="sk-master"))
     assert httpx.get(f"{base}/metrics").status_code == 401
