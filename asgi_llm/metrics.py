@@ -124,22 +124,21 @@ class GatewayMetrics:
         """One call as the logging layer saw it: noted, counted at the next ``flush`` (a tight loop over
         many calls costs far less than the same work done in each call); errors by type at once."""
         trace, dep = rec.trace, rec.trace.deployment
-        self._records.append((dep.model_name if dep is not None else ctx.model if (ctx := rec.ctx) is not None
-                              else None, rec.route.path, 499 if trace.client_gone else rec.status, rec.start,
-                              rec.end, trace.started, trace.ended, rec.first_byte if rec.sse else None,
+        model = dep.model_name if dep is not None else ctx.model if (ctx := rec.ctx) is not None else None
+        self._records.append((model, rec.route.path, 499 if trace.client_gone else rec.status, rec.start, rec.end,
+                              trace.started, trace.ended, rec.first_byte if rec.sse else None,
                               None if failed else (rec.prompt_tokens or 0, rec.completion_tokens, rec.cost)))
         if failed:
-            self._failed(rec)
+            self._failed(rec, self.label(model))
         if not self._armed:  # hand over within a second, for scrapes (and other workers')
             self._armed = True
             asyncio.get_running_loop().call_later(1.0, self.flush)
         elif len(self._records) >= 256:  # small batches: no pause a client would see
             self._tally()
 
-    def _failed(self, rec: CallRecord) -> None:
+    def _failed(self, rec: CallRecord, model: str) -> None:
+        """A failed call's upstream error by type and moderation rejection, under its ``model`` label."""
         trace, ctx, error = rec.trace, rec.ctx, rec.error
-        model = self.label(trace.deployment.model_name if trace.deployment is not None else
-                           ctx.model if ctx is not None else None)
         code = error.code if isinstance(error, GatewayError) else None
         if trace.status is not None and trace.status >= 400:
             self.count(self.upstream_errors, model, f"http_{trace.status}").value += 1

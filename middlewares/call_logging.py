@@ -128,12 +128,11 @@ class CallLogging:
         await send(message)
 
     def _stamp(self, rec: CallRecord, message: Message) -> Message:
-        """The call's headers, added to the start message in place (as Starlette's middlewares do)."""
+        """The call's headers, added to the start message. The header list is copied first (as Starlette's
+        ``MutableHeaders`` does): an app may send the same list every time (the mock does)."""
         trace, now = rec.trace, time.perf_counter()
         upstream = (trace.ended or trace.headers_at or now) - trace.started if trace.started is not None else 0.0
-        headers = message.get("headers")
-        if type(headers) is not list:
-            headers = message["headers"] = list(headers or ())
+        headers = message["headers"] = list(message.get("headers", ()))
         headers += ((b"x-asgi-llm-call-id", rec.call_id.encode()),
                     (b"x-asgi-llm-overhead-ms", b"%.3f" % ((now - rec.start - upstream) * 1000)))
         if rec.cost is not None and not rec.sse:

@@ -146,6 +146,18 @@ def test_metrics_count_calls_tokens_cost_and_errors(upstream: Upstream,
     assert metric(text, "asgi_llm_log_events_dropped_total") == 0
 
 
+def test_call_headers_never_change_the_app_s_own_header_list(gateway_factory: Callable[..., str]) -> None:
+    """The mock streams with a module-level header list: stamping the call headers must copy it, or
+    every call would add its headers to the next one's."""
+    base = gateway_factory({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}],
+                            "general_settings": {"call_headers": True}})
+    for _ in range(3):
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=ask("m", stream=True), timeout=10) as resp:
+            resp.read()
+        assert len(resp.headers.get_list("x-asgi-llm-call-id")) == 1
+        assert len(resp.headers.get_list("x-asgi-llm-overhead-ms")) == 1
+
+
 def test_metrics_exact_across_batches_and_scrapes(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
     """Calls are noted and counted in batches of 256: a scrape between batches, and one after more
     calls than a batch holds, both see every call and every token exactly once."""
