@@ -141,7 +141,7 @@ class Gateway:
             return inner
         self.layers.insert(0, "PromptTemplating")
         router = upstream.router if upstream is not None else Router(config)  # one routing table
-        return PromptTemplating(inner, managers=managers, router=router, langfuse=self.langfuse, fallback=self.store)
+        return PromptTemplating(inner, managers=managers, router=router, langfuse=self.langfuse, store=self.store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)

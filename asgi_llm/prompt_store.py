@@ -29,6 +29,7 @@ from asgi_llm.prompt_template import Compiled, parse_file
 from asgi_llm.prompts import CustomPromptManagement
 
 log = logging.getLogger("asgi_llm.prompts")
+_monotonic = time.monotonic
 
 
 class PromptStore(CustomPromptManagement):
@@ -89,26 +90,33 @@ class PromptStore(CustomPromptManagement):
             return
         self._by_file[file] = loaded
 
-    def resolve(self, prompt_id: str, version: Any = None, label: str | None = None) -> Compiled:
-        self.refresh()
-        if version is None and label is None and prompt_id in self.defaults:
-            return self.defaults[prompt_id]
+    def lookup(self, prompt_id: str, version: Any = None, label: str | None = None) -> Compiled | None:
+        """The version to render, or None when the store holds no such id (so other managers may);
+        404 for an unknown version or label of an id it holds. One freshness check."""
+        if _monotonic() - self._checked >= self.check_interval:
+            self.refresh()
+        if version is None and label is None:
+            return self.defaults.get(prompt_id)
         versions = self.prompts.get(prompt_id)
         if not versions:
-            raise GatewayError(404, f"Prompt {prompt_id!r} is not in the prompt store.", param="prompt_id",
-                               code="prompt_not_found")
+            return None
         if version is not None:
             found = [v for v in versions if str(v.version) == str(version)]
             what, param = f"version {version!r}", "prompt_version"
-        elif label is not None:
+        else:
             found = [v for v in versions if label in v.labels]
             what, param = f"label {label!r}", "prompt_label"
-        else:
-            found = [v for v in versions if "production" in v.labels] or versions
-            what, param = "", None
         if not found:
             raise GatewayError(404, f"Prompt {prompt_id!r} has no {what}.", param=param, code="prompt_not_found")
         return found[-1]
+
+    def resolve(self, prompt_id: str, version: Any = None, label: str | None = None) -> Compiled:
+        """As ``lookup``, with 404 naming an id the store does not hold."""
+        found = self.lookup(prompt_id, version, label)
+        if found is None:
+            raise GatewayError(404, f"Prompt {prompt_id!r} is not in the prompt store.", param="prompt_id",
+                               code="prompt_not_found")
+        return found
 
     async def async_get_chat_completion_prompt(
             self, model: str, messages: list[Any], non_default_params: dict[str, Any], prompt_id: str | None,

@@ -18,6 +18,7 @@ from asgi_llm.errors import GatewayError
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float), "boolean": (bool,), "enum": (str,)}
 _ABSENT = object()
+_copy = dict.copy
 RENDER_CACHE = 1024  # distinct variable sets kept per version
 
 
@@ -64,7 +65,7 @@ class Compiled:
         if undeclared:
             raise ValueError(f"version {v.version}: template uses undeclared {', '.join(sorted(undeclared))}")
         self.declared = frozenset(v.variables)
-        self._rendered: dict[tuple[Any, ...], list[tuple[str, str]]] = {}
+        self._rendered: dict[tuple[Any, ...], list[dict[str, str]]] = {}
         # each message as a str.format template: literal braces escaped, variables as {name} fields;
         # format_map inserts values as text in one pass, so a value is never itself rendered
         self.formats = [(role, "".join(p.replace("{", "{{").replace("}", "}}") if i % 2 == 0 else "{" + p + "}"
@@ -75,9 +76,11 @@ class Compiled:
 
     def render(self, given: dict[str, Any]) -> list[dict[str, Any]]:
         """The messages for ``given``; cached per distinct set of values (typed: ``1`` is not ``True``).
-        The key keeps the client's key order: another order is only another entry."""
+        The key keeps the client's key order: another order is only another entry. It is flat (names, then
+        values, then their types): n variables always make 3n items, so no two sets share a key."""
         try:
-            key = (*given.items(), *map(type, given.values()))
+            values = given.values()
+            key = (*given, *values, *map(type, values))
             done = self._rendered.get(key)
         except TypeError:  # an unhashable value: wrong type anyway, render() names it
             key, done = None, None
@@ -87,9 +90,9 @@ class Compiled:
                 if len(self._rendered) >= RENDER_CACHE:
                     self._rendered.clear()
                 self._rendered[key] = done
-        return [{"role": role, "content": content} for role, content in done]  # fresh: hooks may edit them
+        return list(map(_copy, done))  # fresh: hooks may edit them
 
-    def _render(self, given: dict[str, Any]) -> list[tuple[str, str]]:
+    def _render(self, given: dict[str, Any]) -> list[dict[str, str]]:
         values: dict[str, Any] = {}
         problems = [f"{name} (not declared)" for name in sorted(given.keys() - self.declared)]
         for name, types, allowed, default in self.checks:
@@ -110,7 +113,7 @@ class Compiled:
                                + "; ".join(problems), param="prompt_variables", code="invalid_prompt_variables")
         text = {k: v if type(v) is str else ("true" if v else "false") if type(v) is bool else str(v)
                 for k, v in values.items()}
-        return [(role, template.format_map(text)) for role, template in self.formats]
+        return [{"role": role, "content": template.format_map(text)} for role, template in self.formats]
 
 
 def parse_file(raw: Any) -> list[Prompt]:

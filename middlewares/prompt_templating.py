@@ -10,8 +10,12 @@ Which manager answers:
    manager, and the request then routes to ``<model>``;
 2. otherwise, when a ``prompt_id`` is present, the managers in order (the prompt
    store first, for the ids it holds; then callbacks in config order); the first
-   that accepts it answers. An id nobody accepts goes to the ``fallback`` (the
-   store, which answers 404 naming it); without a store it is dropped.
+   that accepts it answers. An id nobody accepts gets the store's 404 naming it;
+   without a store it is dropped.
+
+The built-in store is asked directly: it answers in place, with one freshness
+check and no coroutine. Other managers go through LiteLLM's protocol
+(``should_run_prompt_management``, the async method or the sync one in a thread).
 
 The manager's ``(model, messages, non_default_params)`` all apply: ``model`` routes
 like a client's model (unknown: 404 naming it), ``messages`` replace the request's,
@@ -21,11 +25,12 @@ only from the config or the environment, never from a request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from asgi_llm import (
     ASGIApp,
+    GatewayError,
     Receive,
     RequestContext,
     Router,
@@ -38,7 +43,7 @@ from asgi_llm import (
 )
 
 PROMPT_FIELDS = ("prompt_id", "prompt_variables", "prompt_label", "prompt_version")
-PROMPT_SET = frozenset(PROMPT_FIELDS)
+_NO = object()
 NOT_PARAMS = frozenset({"model", "messages", "metadata", *PROMPT_FIELDS})
 
 
@@ -46,20 +51,31 @@ class PromptTemplating:
     """Apply the selected prompt manager to chat requests; see the module docstring."""
 
     def __init__(self, app: ASGIApp, *, managers: Sequence[Any], router: Router, langfuse: Any = None,
-                 fallback: Any = None) -> None:
+                 store: Any = None) -> None:
         self.app = app
-        self.fallback = fallback
+        self.store = store  # the built-in PromptStore: asked first, and directly (below)
         self._selected: dict[str, tuple[Any, str, dict[str, Any], dict[str, Any]]] = {}
         self.router = router
-        self.managers = list(managers)
-        self.by_name = {name: m for m in self.managers if (name := manager_name(m))}
+        self.managers = [m for m in managers if m is not store]
+        named = [store, *self.managers] if store is not None else self.managers
+        self.by_name = {name: m for m in named if (name := manager_name(m))}
         if langfuse is not None:
             self.by_name.setdefault("langfuse", langfuse)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A plain function handing back the app's awaitable: the store answers without a pause, so
+        only another manager (awaited, or run in a thread) costs a coroutine of this layer's own."""
         ctx = get_context(scope) if scope["type"] == "http" else None
-        if ctx is not None and ctx.body is not None and ctx.call_type == "completion":
-            await self.apply(ctx)
+        if ctx is not None and ctx.body is not None and ctx.route.call_type == "completion":
+            pending = self.apply(ctx)
+            if pending is not None:
+                return self._managed(pending, ctx, scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _managed(self, pending: Awaitable[tuple[str, list[Any], dict[str, Any]]], ctx: RequestContext,
+                       scope: Scope, receive: Receive, send: Send) -> None:
+        model, messages, params = await pending
+        self._use(ctx, model, messages, params)
         await self.app(scope, receive, send)
 
     def select(self, model: str) -> tuple[Any, str, dict[str, Any], dict[str, Any]]:
@@ -85,37 +101,65 @@ class PromptTemplating:
             self._selected[model] = found
         return found
 
-    async def apply(self, ctx: RequestContext) -> None:
+    def apply(self, ctx: RequestContext) -> Awaitable[tuple[str, list[Any], dict[str, Any]]] | None:
+        """Take the prompt fields out of the body and apply the store's prompt at once; hand back the
+        awaitable answer of another manager (``_use`` applies it), or None when done."""
         body = ctx.body
         assert body is not None
-        manager, target, defaults, langfuse = self.select(ctx.model or "")
-        present = body.keys() & PROMPT_SET
-        if not present and not defaults and manager is None:
-            return  # the common case: nothing here concerns prompts
-        if present:
-            ctx.mark_changed()  # the prompt fields leave the body
+        model = body.get("model")
+        manager, target, defaults, langfuse = self.select(model if type(model) is str else "")
+        if not defaults and manager is None and "prompt_id" not in body and "prompt_variables" not in body \
+                and "prompt_label" not in body and "prompt_version" not in body:
+            return None  # the common case: nothing here concerns prompts (four lookups, no set built)
+        ctx.changed = True  # the prompt fields leave the body (harmless when none did: one encode)
         pop, get = body.pop, defaults.get
-        prompt_id = pop("prompt_id") if "prompt_id" in present else get("prompt_id")
-        variables = pop("prompt_variables") if "prompt_variables" in present else get("prompt_variables")
-        dynamic = {**langfuse,
-                   "prompt_label": pop("prompt_label") if "prompt_label" in present else get("prompt_label"),
-                   "prompt_version": pop("prompt_version") if "prompt_version" in present else get("prompt_version")}
-        if manager is None:
+        if (prompt_id := pop("prompt_id", _NO)) is _NO:  # the body wins, even with a null
+            prompt_id = get("prompt_id")
+        if (variables := pop("prompt_variables", _NO)) is _NO:
+            variables = get("prompt_variables")
+        if (label := pop("prompt_label", _NO)) is _NO:
+            label = get("prompt_label")
+        if (version := pop("prompt_version", _NO)) is _NO:
+            version = get("prompt_version")
+        store = self.store
+        named_store = store is not None and manager is store
+        if manager is None or named_store:
             if prompt_id is None:
-                return
+                if manager is None:
+                    return None
+                raise GatewayError(400, "This model takes its prompt from the prompt store: send `prompt_id`.",
+                                   param="prompt_id", code="missing_prompt_id")
+            # the store is ours: no should_run/thread protocol, one freshness check, no coroutine
+            chosen = store.lookup(prompt_id, version, label) if store is not None else None
+            if chosen is not None:
+                messages = chosen.render(variables or {}) + (body.get("messages") or [])
+                if chosen.params:  # the prompt's own params, under the request's (as a manager answering
+                    for key, value in chosen.params.items():  # {**prompt params, **request params} would)
+                        if key in NOT_PARAMS or key not in body:
+                            body[key] = value
+                    ctx.stream = body.get("stream") is True
+                body["model"], body["messages"] = chosen.model or target, messages
+                return None
+            if named_store:
+                store.resolve(prompt_id, version, label)  # raises the 404 naming the id
+        dynamic = {**langfuse, "prompt_label": label, "prompt_version": version}
+        if manager is None:
             for candidate in self.managers:
                 if accepts(candidate, prompt_id, dynamic):
                     manager = candidate
                     break
             else:
-                manager = self.fallback
-                if manager is None:
-                    return
+                if store is not None:
+                    store.resolve(prompt_id, version, label)  # an id nobody holds: the store's 404
+                return None
         params = {k: v for k, v in body.items() if k not in NOT_PARAMS}
-        new_model, messages, new_params = await run_manager(
-            manager, target, body.get("messages") or [], params, prompt_id, variables, dynamic)
-        if new_params is not params:  # a manager may hand back the very dict it was given
-            body.update(new_params)
-        body["model"], body["messages"] = new_model, messages
+        return run_manager(manager, target, body.get("messages") or [], params, prompt_id, variables, dynamic)
+
+    def _use(self, ctx: RequestContext, model: str, messages: list[Any], params: dict[str, Any]) -> None:
+        """Apply a manager's whole answer: its params replace the request's."""
+        body = ctx.body
+        assert body is not None
+        body.update(params)
+        body["model"], body["messages"] = model, messages
         ctx.stream = body.get("stream") is True
-        ctx.mark_changed()
+        ctx.changed = True

@@ -153,6 +153,26 @@ def test_store_renders_and_resolves_versions(store_gateway: tuple[str, Path, Rec
     assert recorder.requests[-1]["body"]["messages"][0]["content"] == "Say hi to Al."  # version beats label
 
 
+def test_store_params_yield_to_the_request_and_the_store_answers_by_name(
+        store_gateway: tuple[str, Path, Recorder]) -> None:
+    chat, _, recorder = store_gateway
+    given = {"model": "first", "messages": HI, "prompt_id": "greet", "prompt_variables": {"n": 2},
+             "temperature": 0.9, "metadata": {"team": "a"}}
+    assert httpx.post(chat, json=given, timeout=10).status_code == 200
+    sent = recorder.requests[-1]["body"]
+    assert sent["temperature"] == 0.9 and sent["model"] == "echo" and "metadata" not in sent
+    named = {"model": "prompt-store/first", "messages": HI, "prompt_id": "greet", "prompt_version": 1,
+             "prompt_variables": {"name": "Bo"}}
+    assert httpx.post(chat, json=named, timeout=10).status_code == 200
+    assert recorder.requests[-1]["body"]["messages"][0]["content"] == "Say hi to Bo."
+    calls = len(recorder.requests)
+    missing = httpx.post(chat, json={"model": "prompt-store/first", "messages": HI}, timeout=10)
+    unknown = httpx.post(chat, json={**named, "prompt_id": "nope"}, timeout=10)
+    assert (missing.status_code, missing.json()["error"]["param"]) == (400, "prompt_id")
+    assert (unknown.status_code, unknown.json()["error"]["param"]) == (404, "prompt_id")
+    assert len(recorder.requests) == calls  # neither reached the model
+
+
 @pytest.mark.parametrize(("extra", "status", "says"), [
     ({"prompt_variables": {}}, 400, "n (missing, required)"),
     ({"prompt_variables": {"n": "five", "mood": "angry", "who": 1}},
