@@ -93,26 +93,28 @@ class Compiled:
         return list(map(_copy, done))  # fresh: hooks may edit them
 
     def _render(self, given: dict[str, Any]) -> list[dict[str, str]]:
-        values: dict[str, Any] = {}
-        problems = [f"{name} (not declared)" for name in sorted(given.keys() - self.declared)]
+        text: dict[str, str] = {}  # each value as the text it renders to
+        declared = self.declared
+        problems = [] if given.keys() <= declared else [f"{name} (not declared)"
+                                                         for name in sorted(given.keys() - declared)]
         for name, types, allowed, default in self.checks:
             value = given.get(name, _ABSENT)
             if value is _ABSENT:
                 if default is msgspec.UNSET:
                     problems.append(f"{name} (missing, required)")
-                else:
-                    values[name] = default
+                    continue
+                value = default
             elif (type(value) is bool and bool not in types) or not isinstance(value, types):
                 problems.append(f"{name} (expected {self.variables[name].type}, got {type(value).__name__})")
+                continue
             elif allowed is not None and value not in allowed:
                 problems.append(f"{name} (expected one of {', '.join(self.variables[name].values)}, got {value!r})")
-            else:
-                values[name] = value
+                continue
+            kind = type(value)
+            text[name] = value if kind is str else ("true" if value else "false") if kind is bool else str(value)
         if problems:
             raise GatewayError(400, f"Invalid prompt_variables for prompt {self.prompt_id!r} version {self.version}: "
                                + "; ".join(problems), param="prompt_variables", code="invalid_prompt_variables")
-        text = {k: v if type(v) is str else ("true" if v else "false") if type(v) is bool else str(v)
-                for k, v in values.items()}
         return [{"role": role, "content": template.format_map(text)} for role, template in self.formats]
 
 
