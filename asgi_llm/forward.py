@@ -138,7 +138,7 @@ class Forwarder:
                 await self.backoff(attempt, None)
                 continue
             if trace is not None:
-                trace.status, trace.headers_at = resp.status, time.perf_counter()
+                trace.upstream_status, trace.headers_at = resp.status, time.perf_counter()
             try:
                 if resp.status in RETRY_STATUSES and not last:
                     resp.close()  # free the connection before waiting

@@ -1,7 +1,8 @@
 """``CallRecord``: what the logging layer saw of one call, and the callback ``kwargs`` built from it.
 
 The record holds the served status, timings (``perf_counter``), the served body
-parts, the error (``Errors`` leaves it in ``scope["state"]``), the upstream trace,
+parts, the error (``Errors`` leaves it in ``scope["state"]``), what the upstream
+trace holds (it is one: the terminal app fills it in),
 and the tokens and cost once settled. ``kwargs`` (seed 003's ``model_call_details``)
 and the ``standard_logging_object`` are built from it off the response path, in the
 logging queue's workers.
@@ -36,15 +37,16 @@ def new_call_id() -> str:
     return f"{_PREFIX}{next(_counter):016x}"
 
 
-class CallRecord:
-    """One call as the client saw it; see the module docstring."""
+class CallRecord(UpstreamTrace):
+    """One call as the client saw it, and its upstream trace (one object); see the module docstring."""
 
     __slots__ = ("_response", "call_id", "completion_tokens", "cost", "end", "estimated", "first_byte", "prompt_tokens",
-                 "route", "scope", "served", "sse", "start", "status", "trace", "wall")
+                 "route", "scope", "served", "sse", "start", "status", "wall")
 
-    def __init__(self, route: Route, scope: Scope, trace: UpstreamTrace) -> None:
+    def __init__(self, route: Route, scope: Scope, want_usage: bool = False, keep_raw: bool = False) -> None:
+        UpstreamTrace.__init__(self, want_usage, keep_raw)
         self.call_id = new_call_id()
-        self.route, self.scope, self.trace = route, scope, trace
+        self.route, self.scope = route, scope
         self.start, self.wall = time.perf_counter(), time.time()
         self.status = 0
         self.sse = False
@@ -68,7 +70,10 @@ class CallRecord:
 
     @property
     def failed(self) -> bool:
-        return self.status >= 400 or self.trace.client_gone or self.error is not None
+        if self.status >= 400 or self.client_gone:
+            return True
+        state = self.scope.get("state")  # as ``error``, without a second property call
+        return state is not None and state.get(ERROR_KEY) is not None
 
     def at(self, moment: float | None) -> datetime | None:
         return None if moment is None else datetime.fromtimestamp(self.wall + moment - self.start)
@@ -92,7 +97,7 @@ class CallRecord:
         else the served body's, else an estimate."""
         if self.prompt_tokens is not None:
             return
-        found = usage_tokens(self.trace.usage)  # what the upstream billed, read as it passed
+        found = usage_tokens(self.usage)  # what the upstream billed, read as it passed
         if found is not None:
             self._settle(found)
             return
@@ -111,15 +116,15 @@ class CallRecord:
 
     def _settle(self, found: tuple[int, int]) -> None:
         self.prompt_tokens, self.completion_tokens = found
-        dep = self.trace.deployment
+        dep = self.deployment
         self.cost = cost_of(dep.prices, *found) if dep is not None else None
 
     def kwargs(self, event: str) -> dict[str, Any]:
         """Seed 003's ``kwargs`` for ``event`` (pre_api_call, post_api_call, stream_event,
         successful_api_call, failed_api_call)."""
-        ctx, trace = get_context(self.scope), self.trace
+        ctx = get_context(self.scope)
         body = ctx.body if ctx is not None and ctx.body is not None else _EMPTY
-        dep, sent, auth = trace.deployment, trace.sent, ctx.auth if ctx is not None else None
+        dep, sent, auth = self.deployment, self.sent, ctx.auth if ctx is not None else None
         source = sent if sent is not None else body
         given = body.get("metadata")
         metadata = {**(given if type(given) is dict else _EMPTY), **(_ANONYMOUS if auth is None else {
@@ -128,7 +133,7 @@ class CallRecord:
             "user_api_end_user_id": ctx.end_user if ctx is not None else None,
             "model_group": dep.model_name if dep is not None else body.get("model"),
             "deployment": dep.label if dep is not None else None}
-        raw, call_id = trace.raw, self.call_id
+        raw, call_id = self.raw, self.call_id
         kwargs: dict[str, Any] = {
             "model": dep.model if dep is not None else body.get("model"),
             "messages": _prompt_of(body),
@@ -144,7 +149,7 @@ class CallRecord:
             "end_time": self.at(self.end),
             "input": _prompt_of(source),
             "api_key": dep.masked_key if dep is not None else None,
-            "additional_args": {"complete_input_dict": sent, "api_base": trace.url, "attempts": trace.attempts},
+            "additional_args": {"complete_input_dict": sent, "api_base": self.url, "attempts": self.attempts},
             "log_event_type": event,
             "cache_hit": False,
             "response_cost": self.cost,

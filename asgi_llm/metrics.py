@@ -123,10 +123,10 @@ class GatewayMetrics:
     def observe_record(self, rec: CallRecord, failed: bool) -> None:
         """One call as the logging layer saw it: noted, counted at the next ``flush`` (a tight loop over
         many calls costs far less than the same work done in each call); errors by type at once."""
-        trace, dep = rec.trace, rec.trace.deployment
+        dep = rec.deployment
         model = dep.model_name if dep is not None else ctx.model if (ctx := rec.ctx) is not None else None
-        self._records.append((model, rec.route.path, 499 if trace.client_gone else rec.status, rec.start, rec.end,
-                              trace.started, trace.ended, rec.first_byte if rec.sse else None,
+        self._records.append((model, rec.route.path, 499 if rec.client_gone else rec.status, rec.start, rec.end,
+                              rec.started, rec.ended, rec.first_byte if rec.sse else None,
                               None if failed else (rec.prompt_tokens or 0, rec.completion_tokens, rec.cost)))
         if failed:
             self._failed(rec, self.label(model))
@@ -138,10 +138,10 @@ class GatewayMetrics:
 
     def _failed(self, rec: CallRecord, model: str) -> None:
         """A failed call's upstream error by type and moderation rejection, under its ``model`` label."""
-        trace, ctx, error = rec.trace, rec.ctx, rec.error
+        ctx, error, status = rec.ctx, rec.error, rec.upstream_status
         code = error.code if isinstance(error, GatewayError) else None
-        if trace.status is not None and trace.status >= 400:
-            self.count(self.upstream_errors, model, f"http_{trace.status}").value += 1
+        if status is not None and status >= 400:
+            self.count(self.upstream_errors, model, f"http_{status}").value += 1
         elif isinstance(code, str) and code.startswith("upstream"):
             self.count(self.upstream_errors, model, code).value += 1
         if ctx is not None and ctx.notes.get("moderation_rejected"):

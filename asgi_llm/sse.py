@@ -29,8 +29,8 @@ _UNPARSED = object()
 
 def is_sse(message: Message) -> bool:
     """Whether an ``http.response.start`` message starts an SSE answer."""
-    for name, value in message.get("headers", ()):
-        if name.lower() == b"content-type":
+    for name, value in message.get("headers", ()):  # ASGI names are lower-case; any app's may not be
+        if name == b"content-type" or (len(name) == 12 and name.lower() == b"content-type"):
             return bytes(value).startswith(b"text/event-stream")
     return False
 

@@ -5,7 +5,7 @@ An observer (the logging layer) puts one in ``scope["state"]`` with ``set_trace`
 
 - ``deployment``, ``url`` and ``sent`` (the exact body dict sent upstream);
 - ``attempts``, with ``on_attempt(trace)`` called just before each one;
-- ``status``, ``started``/``headers_at``/``ended`` (``perf_counter`` times);
+- ``upstream_status``, ``started``/``headers_at``/``ended`` (``perf_counter`` times);
 - ``raw``: the upstream's answer as bytes, kept for non-streams (streams only
   with ``keep_raw``), and ``on_response(trace)`` once it is complete;
 - ``usage``: the upstream's ``usage`` (a JSON reply's, or a stream's). With
@@ -13,6 +13,8 @@ An observer (the logging layer) puts one in ``scope["state"]`` with ``set_trace`
   usage-only chunk is taken out right where it arrives (``UsageTap``), so no hook
   and no client sees a chunk it did not ask for.
 - ``client_gone``: the client left and the upstream call was cancelled.
+
+The logging layer's ``CallRecord`` is an ``UpstreamTrace`` itself: one object per call.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ class UpstreamTrace:
     """See the module docstring."""
 
     __slots__ = ("attempts", "client_gone", "deployment", "ended", "headers_at", "keep_raw", "on_attempt",
-                 "on_response", "raw", "sent", "started", "status", "strip_usage", "tapping", "url", "usage",
+                 "on_response", "raw", "sent", "started", "strip_usage", "tapping", "upstream_status", "url", "usage",
                  "want_usage")
 
-    def __init__(self, *, want_usage: bool = False, keep_raw: bool = False,
+    def __init__(self, want_usage: bool = False, keep_raw: bool = False,
                  on_attempt: Callable[[UpstreamTrace], None] | None = None,
                  on_response: Callable[[UpstreamTrace], None] | None = None) -> None:
         self.want_usage = want_usage
@@ -46,7 +48,7 @@ class UpstreamTrace:
         self.url: str | None = None
         self.sent: dict[str, Any] | None = None
         self.attempts = 0
-        self.status: int | None = None
+        self.upstream_status: int | None = None
         self.started: float | None = None
         self.headers_at: float | None = None
         self.ended: float | None = None

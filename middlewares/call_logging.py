@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable
+from time import perf_counter
 from typing import Any
 
 from asgi_llm import (
@@ -39,7 +39,6 @@ from asgi_llm import (
     Scope,
     Send,
     SSEDecoder,
-    UpstreamTrace,
     is_sse,
     match_route,
     set_trace,
@@ -49,6 +48,66 @@ from asgi_llm import (
 
 log = logging.getLogger("asgi_llm.logging")
 Args = tuple[dict[str, Any], Any, Any, Any]
+
+
+class _Call(CallRecord):
+    """A call in flight: its record (also its upstream trace), and ``observe``, the ``send`` the app below
+    gets. The layer sets the extra slots right after making it."""
+
+    __slots__ = ("decoder", "held", "keeping", "layer", "order", "send")
+    decoder: SSEDecoder | None
+    held: Message | None
+    keeping: bool
+    layer: CallLogging
+    order: asyncio.Lock | None
+    send: Send
+
+    def observe(self, message: Message) -> Awaitable[None]:
+        """Notes what is served and stamps the headers; hands back the next ``send``'s awaitable, so no
+        coroutine of its own per message."""
+        if message["type"] != "http.response.start":
+            body: bytes = message.get("body", b"")
+            if body:
+                if self.first_byte is None:
+                    self.first_byte = perf_counter()
+                if self.keeping:
+                    self.served.append(body)
+                if self.decoder is not None and self.sse:
+                    self.layer.stream_events(self, self.decoder.feed(body))
+            more = message.get("more_body", False)
+            if not more:
+                self.end = perf_counter()  # handed to the server
+            if self.held is not None:
+                start, self.held = self.held, None
+                return self.release(start, message, settle=not more)
+            return self.send(message)
+        self.status, self.sse = message["status"], is_sse(message)
+        metrics = self.layer.metrics
+        if self.sse and metrics is not None:
+            metrics.inflight += 1
+        dep = self.deployment
+        if not self.sse and self.status < 400 and dep is not None and dep.prices is not None:
+            self.held = message  # priced: the cost header needs the body first
+            return DONE
+        return self.send(self.stamp(message))
+
+    async def release(self, start: Message, message: Message, settle: bool) -> None:
+        if settle:
+            self.settle_usage(message.get("body", b""))
+        await self.send(self.stamp(start))
+        await self.send(message)
+
+    def stamp(self, message: Message) -> Message:
+        """The call's headers, added to the start message. The header list is copied first (as Starlette's
+        ``MutableHeaders`` does): an app may send the same list every time (the mock does)."""
+        now, started = perf_counter(), self.started
+        upstream = (self.ended or self.headers_at or now) - started if started is not None else 0.0
+        headers = message["headers"] = list(message.get("headers", ()))
+        headers += ((b"x-asgi-llm-call-id", self.call_id.encode()),
+                    (b"x-asgi-llm-overhead-ms", b"%.3f" % ((now - self.start - upstream) * 1000)))
+        if self.cost is not None and not self.sse:
+            headers.append((b"x-asgi-llm-response-cost", b"%.10f" % self.cost))
+        return message
 
 
 class CallLogging:
@@ -63,88 +122,39 @@ class CallLogging:
             on_drop=metrics.dropped.inc if metrics is not None else None)
         self.shutdown_timeout = shutdown_timeout
         self.observing = bool(self.sinks) or metrics is not None  # keep served bytes, count tokens
+        self.ordered = bool(self.sinks.pre or self.sinks.post or self.sinks.stream)  # events before the last
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = match_route(scope) if scope["type"] == "http" else None
         if route is None:
             await self.app(scope, self._lifespan(receive) if scope["type"] == "lifespan" else receive, send)
             return
-        sinks, queue = self.sinks, self.queue
-        trace = UpstreamTrace(want_usage=self.observing, keep_raw=bool(sinks.post))
-        rec = CallRecord(route, scope, trace)
-        set_trace(scope, trace)
-        order = asyncio.Lock() if sinks.pre or sinks.post or sinks.stream else None  # one call's events in order
-        if sinks.pre:
-            trace.on_attempt = lambda _: queue.put(sinks.pre, lambda: self._args(rec, "pre_api_call"), order)
-        if sinks.post:
-            trace.on_response = lambda _: queue.put(sinks.post, lambda: self._args(rec, "post_api_call"), order)
+        rec = _Call(route, scope, self.observing, bool(self.sinks.post))
+        rec.layer, rec.send, rec.held, rec.keeping = self, send, None, self.observing
+        rec.decoder = SSEDecoder() if self.sinks.stream else None
+        rec.order = order = asyncio.Lock() if self.ordered else None  # one call's events in order
+        set_trace(scope, rec)
+        if order is not None:
+            sinks, queue = self.sinks, self.queue
+            if sinks.pre:
+                rec.on_attempt = lambda _: queue.put(sinks.pre, lambda: self._args(rec, "pre_api_call"), order)
+            if sinks.post:
+                rec.on_response = lambda _: queue.put(sinks.post, lambda: self._args(rec, "post_api_call"), order)
         try:
-            await self.app(scope, receive, self._observer(rec, send, order))
+            await self.app(scope, receive, rec.observe)
         finally:
             try:
-                self._finish(rec, order)
+                self._finish(rec)
             except Exception:  # a bug here must not turn a served answer into an error
                 log.exception("logging of call %s failed", rec.call_id)
 
-    def _observer(self, rec: CallRecord, send: Send, order: asyncio.Lock | None) -> Send:
-        """The ``send`` the app below gets: notes what is served, stamps the headers. A plain function
-        handing back the next ``send``'s awaitable: no coroutine of its own per message."""
-        held: list[Message] = []
-        decoder = SSEDecoder() if self.sinks.stream else None
-        keep = rec.served.append if self.observing else None
-        metrics, perf_counter = self.metrics, time.perf_counter
-
-        def observe(message: Message) -> Awaitable[None]:
-            if message["type"] != "http.response.start":
-                body: bytes = message.get("body", b"")
-                if body:
-                    if rec.first_byte is None:
-                        rec.first_byte = perf_counter()
-                    if keep is not None:
-                        keep(body)
-                    if decoder is not None and rec.sse:
-                        self._stream_events(rec, decoder.feed(body), order)
-                more = message.get("more_body", False)
-                if not more:
-                    rec.end = perf_counter()  # handed to the server
-                if held:
-                    return self._release(rec, held.pop(), message, send, settle=not more)
-                return send(message)
-            rec.status, rec.sse = message["status"], is_sse(message)
-            if rec.sse and metrics is not None:
-                metrics.inflight += 1
-            dep = rec.trace.deployment
-            if not rec.sse and rec.status < 400 and dep is not None and dep.prices is not None:
-                held.append(message)  # priced: the cost header needs the body first
-                return DONE
-            return send(self._stamp(rec, message))
-
-        return observe
-
-    async def _release(self, rec: CallRecord, start: Message, message: Message, send: Send, settle: bool) -> None:
-        if settle:
-            rec.settle_usage(message.get("body", b""))
-        await send(self._stamp(rec, start))
-        await send(message)
-
-    def _stamp(self, rec: CallRecord, message: Message) -> Message:
-        """The call's headers, added to the start message. The header list is copied first (as Starlette's
-        ``MutableHeaders`` does): an app may send the same list every time (the mock does)."""
-        trace, now = rec.trace, time.perf_counter()
-        upstream = (trace.ended or trace.headers_at or now) - trace.started if trace.started is not None else 0.0
-        headers = message["headers"] = list(message.get("headers", ()))
-        headers += ((b"x-asgi-llm-call-id", rec.call_id.encode()),
-                    (b"x-asgi-llm-overhead-ms", b"%.3f" % ((now - rec.start - upstream) * 1000)))
-        if rec.cost is not None and not rec.sse:
-            headers.append((b"x-asgi-llm-response-cost", b"%.10f" % rec.cost))
-        return message
-
-    def _stream_events(self, rec: CallRecord, events: list[Any], order: asyncio.Lock | None) -> None:
-        start = rec.at(rec.start)
+    def stream_events(self, rec: _Call, events: list[Any]) -> None:
+        """``stream`` events for the served chunks, in order."""
+        start, order = rec.at(rec.start), rec.order
         for event in events:
             chunk = event.json
             if isinstance(chunk, dict):
-                now = rec.at(time.perf_counter())
+                now = rec.at(perf_counter())
                 self.queue.put(self.sinks.stream, lambda c=chunk, t=now: (  # type: ignore[misc]
                     rec.kwargs("stream_event"), wrap(c), start, t), order)
 
@@ -161,8 +171,8 @@ class CallLogging:
             kwargs["complete_streaming_response"] = response
         return kwargs, response, kwargs["start_time"], kwargs["end_time"]
 
-    def _finish(self, rec: CallRecord, order: asyncio.Lock | None) -> None:
-        rec.end = rec.end or time.perf_counter()
+    def _finish(self, rec: _Call) -> None:
+        rec.end = rec.end or perf_counter()
         metrics = self.metrics
         if metrics is not None and rec.sse:
             metrics.inflight -= 1
@@ -175,7 +185,7 @@ class CallLogging:
             metrics.observe_record(rec, failed)
         sinks = self.sinks.failure if failed else self.sinks.success
         if sinks:
-            self.queue.put(sinks, lambda: self._final(rec, failed), order)
+            self.queue.put(sinks, lambda: self._final(rec, failed), rec.order)
 
     def _lifespan(self, receive: Receive) -> Receive:
         async def shutdown_first() -> Message:
