@@ -28,6 +28,7 @@ from typing import Any
 
 from asgi_llm import (
     DONE,
+    TRACE_KEY,
     ASGIApp,
     CallRecord,
     GatewayMetrics,
@@ -143,6 +144,8 @@ class CallLogging:
         try:
             await self.app(scope, receive, rec.observe)
         finally:
+            scope["state"].pop(TRACE_KEY, None)  # the record refers to the scope: leave no cycle for the GC
+            rec.on_attempt = rec.on_response = None  # nor through the event lambdas, which refer to it
             try:
                 self._finish(rec)
             except Exception:  # a bug here must not turn a served answer into an error

@@ -248,3 +248,50 @@ def test_programmatic_registration_and_config_errors(upstream: Upstream) -> None
                            ("tests.nowhere.fn", "cannot import 'tests.nowhere'")):
         with pytest.raises(ConfigError, match=re.escape(message)):
             Gateway(parse_config(config(upstream, success_callback=[value])))
+
+
+def test_a_logged_call_leaves_no_reference_cycle() -> None:
+    """Each call's record must be freed by reference counting: a cycle per call (the record in the
+    scope's state, the scope in the record; an event's lambda on the record) would leave every
+    request to the cyclic GC."""
+    import asyncio
+    import gc
+
+    from asgi_llm import CallRecord, CustomLogger, parse_config
+    from asgi_llm.gateway import Gateway
+
+    class Counting(CustomLogger):  # keeps nothing of what it is given
+        events = 0
+
+        async def async_log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
+            Counting.events += 1
+
+        async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any,
+                                          end_time: Any) -> None:
+            Counting.events += 1
+
+    raw = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}],
+           "general_settings": {"metrics": True}}
+    gateway = Gateway(parse_config(raw), callbacks=[Counting()])
+
+    async def calls() -> list[int]:
+        transport = httpx.ASGITransport(app=gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            codes = [(await client.post("/v1/chat/completions", json={
+                "model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})).status_code
+                for stream in (False, True)]
+        await gateway.log_queue.drain(5)
+        return codes
+
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        assert asyncio.run(calls()) == [200, 200]
+        assert Counting.events == 4  # pre and success, twice: the records were used
+        gc.collect()
+        assert [o for o in gc.garbage if isinstance(o, CallRecord)] == []
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
