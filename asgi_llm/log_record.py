@@ -31,6 +31,7 @@ from asgi_llm.types import Scope
 _PREFIX = os.urandom(8).hex()  # unique per process, so ids from several workers never collide
 _counter = itertools.count(1)
 _decode = msgspec.json.decode
+_fromtimestamp = datetime.fromtimestamp
 
 
 def new_call_id() -> str:
@@ -126,13 +127,18 @@ class CallRecord(UpstreamTrace):
         body = ctx.body if ctx is not None and ctx.body is not None else _EMPTY
         dep, sent, auth = self.deployment, self.sent, ctx.auth if ctx is not None else None
         source = sent if sent is not None else body
-        given = body.get("metadata")
-        metadata = {**(given if type(given) is dict else _EMPTY), **(_ANONYMOUS if auth is None else {
-            "user_api_key_hash": auth.api_key, "user_api_key_alias": auth.key_alias,
-            "user_api_key_user_id": auth.user_id, "user_api_key_team_id": auth.team_id}),
-            "user_api_end_user_id": ctx.end_user if ctx is not None else None,
+        user = body.get("user")
+        metadata = {  # one presized literal; the body's own metadata goes under it, when there is some
+            "user_api_key_hash": auth.api_key if auth is not None else None,
+            "user_api_key_alias": auth.key_alias if auth is not None else None,
+            "user_api_key_user_id": auth.user_id if auth is not None else None,
+            "user_api_key_team_id": auth.team_id if auth is not None else None,
+            "user_api_end_user_id": user if type(user) is str else None,
             "model_group": dep.model_name if dep is not None else body.get("model"),
             "deployment": dep.label if dep is not None else None}
+        given = body.get("metadata")
+        if given and type(given) is dict:
+            metadata = {**given, **metadata}
         raw, call_id = self.raw, self.call_id
         kwargs: dict[str, Any] = {
             "model": dep.model if dep is not None else body.get("model"),
@@ -145,7 +151,7 @@ class CallRecord(UpstreamTrace):
             "litellm_call_id": call_id,
             "call_type": self.route.litellm_call_type,
             "stream": ctx.stream if ctx is not None else False,
-            "start_time": self.at(self.start),
+            "start_time": _fromtimestamp(self.wall),
             "end_time": self.at(self.end),
             "input": _prompt_of(source),
             "api_key": dep.masked_key if dep is not None else None,
@@ -165,8 +171,6 @@ class CallRecord(UpstreamTrace):
 
 
 _EMPTY: dict[str, Any] = {}
-_ANONYMOUS = {"user_api_key_hash": None, "user_api_key_alias": None, "user_api_key_user_id": None,
-              "user_api_key_team_id": None}
 _NOT_OPTIONAL = frozenset({"model", "messages", "prompt", "input", "metadata"})
 
 

@@ -25,14 +25,14 @@ def _error_class(rec: CallRecord, error: BaseException | None) -> str:
 
 
 def standard_logging_object(rec: CallRecord, kwargs: dict[str, Any], failed: bool) -> dict[str, Any]:
-    error = rec.error
+    error = rec.error if failed else None
     end = rec.end if rec.end is not None else rec.start
     total = end - rec.start
     upstream = rec.ended - rec.started if rec.started is not None and rec.ended is not None else None
     ttft = rec.first_byte - rec.start if rec.first_byte is not None else None
     prompt = rec.prompt_tokens or 0
     params = kwargs["litellm_params"]
-    message = str(error) if error is not None else (
+    message = None if not failed else str(error) if error is not None else (
         "The client closed the connection." if rec.client_gone else f"HTTP {rec.status}")
     return {
         "id": rec.call_id,
@@ -62,7 +62,7 @@ def standard_logging_object(rec: CallRecord, kwargs: dict[str, Any], failed: boo
         "cache_hit": False,
         "messages": kwargs["messages"],
         "model_parameters": kwargs["optional_params"],
-        "error_str": message if failed else None,
+        "error_str": message,
         "error_information": {"error_class": _error_class(rec, error), "error_code": rec.status,
                               "error_message": message} if failed else None,
     }
