@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -31,6 +32,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from asgi_llm.errors import GatewayError
 from asgi_llm.metric_acc import Count, HistogramAcc
+
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 
 if TYPE_CHECKING:
     from asgi_llm.log_record import CallRecord
@@ -70,7 +73,8 @@ class GatewayMetrics:
                                registry=r)
         self._pending: dict[tuple[Any, ...], Any] = {}
         self._calls: dict[tuple[str, str, int], tuple[Any, ...]] = {}
-        self._records: list[tuple[Any, ...]] = []  # calls noted, not yet counted
+        self._rows: dict[tuple[str | None, str, int], list[tuple[Any, ...]]] = {}  # noted per series, not counted
+        self._noted = 0
         self.inflight = 0  # streams started minus ended, not yet handed over
         self._armed = False
 
@@ -99,41 +103,29 @@ class GatewayMetrics:
                 self.count(self.tokens, model, "input"), self.count(self.tokens, model, "output"),
                 self.count(self.cost, model))
 
-    def observe_call(self, model: str, route: str, status: int, total: float, upstream: float | None,
-                     ttft: float | None, usage: tuple[int, int, float | None] | None = None) -> None:
-        """One call: its status, durations and, when it succeeded, ``(prompt, completion, cost)``."""
-        key = (model, route, status)
-        series = self._calls.get(key)
-        if series is None:
-            series = self._calls[key] = self._series(model, route, status)
-        requests, duration, upstream_time, overhead, first_token, tokens_in, tokens_out, cost = series
-        requests.value += 1
-        duration.observe(total)
-        if upstream is not None:
-            upstream_time.observe(upstream)
-        overhead.observe(max(total - (upstream or 0.0), 0.0))
-        if ttft is not None:
-            first_token.observe(ttft)
-        if usage is not None:
-            tokens_in.value += usage[0]
-            tokens_out.value += usage[1]
-            if usage[2]:
-                cost.value += usage[2]
-
     def observe_record(self, rec: CallRecord, failed: bool) -> None:
-        """One call as the logging layer saw it: noted, counted at the next ``flush`` (a tight loop over
-        many calls costs far less than the same work done in each call); errors by type at once."""
+        """One call as the logging layer saw it: its durations noted under its series, counted at the next
+        ``_tally`` (column by column over many calls: far less than the same work done in each call);
+        errors by type at once."""
         dep = rec.deployment
         model = dep.model_name if dep is not None else ctx.model if (ctx := rec.ctx) is not None else None
-        self._records.append((model, rec.route.path, 499 if rec.client_gone else rec.status, rec.start, rec.end,
-                              rec.started, rec.ended, rec.first_byte if rec.sse else None,
-                              None if failed else (rec.prompt_tokens or 0, rec.completion_tokens, rec.cost)))
+        start, started, ended = rec.start, rec.started, rec.ended
+        total = (rec.end or start) - start
+        upstream = ended - started if started is not None and ended is not None else None
+        key = (model, rec.route.path, 499 if rec.client_gone else rec.status)
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = self._rows[key] = []
+        rows.append((total, upstream, max(total - upstream, 0.0) if upstream is not None else total,
+                     rec.first_byte - start if rec.sse and rec.first_byte is not None else None,
+                     None if failed else (rec.prompt_tokens or 0, rec.completion_tokens, rec.cost or 0.0)))
+        self._noted += 1
         if failed:
             self._failed(rec, self.label(model))
         if not self._armed:  # hand over within a second, for scrapes (and other workers')
             self._armed = True
             asyncio.get_running_loop().call_later(1.0, self.flush)
-        elif len(self._records) >= 256:  # small batches: no pause a client would see
+        elif self._noted >= 256:  # small batches: no pause a client would see
             self._tally()
 
     def _failed(self, rec: CallRecord, model: str) -> None:
@@ -158,13 +150,25 @@ class GatewayMetrics:
             self.inflight = 0
 
     def _tally(self) -> None:
-        """Count the noted calls into the accumulators."""
-        records, self._records = self._records, []
-        label, observe = self.label, self.observe_call
-        for model, route, status, start, end, started, ended, first, usage in records:
-            observe(label(model), route, status, (end or start) - start, ended - started
-                    if started is not None and ended is not None else None,
-                    first - start if first is not None else None, usage)
+        """Count the noted calls into the accumulators, a series at a time, a column at a time."""
+        noted, self._rows, self._noted = self._rows, {}, 0
+        for (model, route, status), rows in noted.items():
+            key = (self.label(model), route, status)
+            series = self._calls.get(key)
+            if series is None:
+                series = self._calls[key] = self._series(*key)
+            requests, duration, upstream_time, overhead, first_token, tokens_in, tokens_out, cost = series
+            requests.value += len(rows)
+            totals, upstreams, overheads, firsts, usages = zip(*rows, strict=True)
+            duration.observe_all(totals)
+            overhead.observe_all(overheads)
+            upstream_time.observe_all([u for u in upstreams if u is not None])
+            first_token.observe_all([f for f in firsts if f is not None])
+            used = [u for u in usages if u is not None]
+            if used:
+                tokens_in.value += sum(map(_first, used))
+                tokens_out.value += sum(map(_second, used))
+                cost.value += sum(map(_third, used))
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type (every worker's, in multi-worker mode)."""

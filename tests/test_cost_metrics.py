@@ -329,3 +329,54 @@ def test_call_headers_without_anything_to_observe(upstream: Upstream, gateway_fa
     answer = post(stamped, ask())
     assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-asgi-llm-call-id"])
     assert "x-asgi-llm-overhead-ms" in answer.headers and "x-asgi-llm-response-cost" not in answer.headers
+
+
+def test_metrics_tally_puts_every_column_in_its_bucket() -> None:
+    """Calls are counted column by column per series: each duration in its bucket with exact sums,
+    upstream time only where there was an upstream call, time to first byte only for streams, tokens
+    and cost only for successes, an upstream error by its status."""
+    from types import SimpleNamespace
+
+    from asgi_llm import LLM_ROUTES, CallRecord
+
+    metrics = GatewayMetrics(["m"])
+    route = LLM_ROUTES["/chat/completions"]
+
+    def call(total: float, upstream: float | None, first: float | None = None, status: int = 200) -> None:
+        rec = CallRecord(route, {"type": "http", "state": {}})
+        rec.deployment = SimpleNamespace(model_name="m")  # type: ignore[assignment]
+        rec.start, rec.end, rec.status, rec.sse, rec.first_byte = 0.0, total, status, first is not None, first
+        if upstream is not None:
+            rec.started, rec.ended = 0.0, upstream
+        rec.upstream_status = status
+        rec.prompt_tokens, rec.completion_tokens, rec.cost = 3, 2, 0.5
+        metrics.observe_record(rec, failed=status >= 400)
+
+    async def calls() -> None:
+        call(0.03, 0.012)  # overhead 0.018
+        call(0.2, None, status=502)  # no upstream time: all overhead
+        call(1.5, 1.42, first=0.3)  # a stream; overhead 0.08
+        metrics.flush()
+
+    asyncio.run(calls())
+    value = metrics.registry.get_sample_value
+    at = {"model": "m", "route": "/chat/completions"}
+
+    def buckets(name: str, labels: dict[str, str], bounds: list[str]) -> list[float | None]:
+        return [value(f"{name}_bucket", {**labels, "le": le}) for le in bounds]
+
+    assert buckets("asgi_llm_request_duration_seconds", at, ["0.025", "0.05", "0.25", "1.0", "2.5"]) == \
+        [0, 1, 2, 2, 3]
+    assert value("asgi_llm_request_duration_seconds_sum", at) == pytest.approx(1.73)
+    assert buckets("asgi_llm_upstream_duration_seconds", {"model": "m"}, ["0.01", "0.025", "1.0", "2.5"]) == \
+        [0, 1, 1, 2]
+    assert value("asgi_llm_upstream_duration_seconds_sum", {"model": "m"}) == pytest.approx(1.432)
+    assert buckets("asgi_llm_overhead_seconds", {"model": "m"}, ["0.01", "0.025", "0.1", "0.25"]) == [0, 1, 2, 3]
+    assert value("asgi_llm_overhead_seconds_sum", {"model": "m"}) == pytest.approx(0.298)
+    assert buckets("asgi_llm_time_to_first_token_seconds", {"model": "m"}, ["0.25", "0.5", "+Inf"]) == [0, 1, 1]
+    assert value("asgi_llm_requests_total", {**at, "status": "200"}) == 2
+    assert value("asgi_llm_requests_total", {**at, "status": "502"}) == 1
+    assert value("asgi_llm_tokens_total", {"model": "m", "direction": "input"}) == 6
+    assert value("asgi_llm_tokens_total", {"model": "m", "direction": "output"}) == 4
+    assert value("asgi_llm_cost_usd_total", {"model": "m"}) == pytest.approx(1.0)
+    assert value("asgi_llm_upstream_errors_total", {"model": "m", "type": "http_502"}) == 1
