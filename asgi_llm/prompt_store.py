@@ -122,9 +122,10 @@ class PromptStore(CustomPromptManagement):
             self, model: str, messages: list[Any], non_default_params: dict[str, Any], prompt_id: str | None,
             prompt_variables: dict[str, Any] | None, dynamic_callback_params: dict[str, Any],
     ) -> tuple[str, list[Any], dict[str, Any]]:
-        assert prompt_id is not None
+        if prompt_id is None:
+            raise GatewayError(400, "The prompt store needs a `prompt_id`.", param="prompt_id",
+                               code="missing_prompt_id")
         chosen = self.resolve(prompt_id, dynamic_callback_params.get("prompt_version"),
                               dynamic_callback_params.get("prompt_label"))
-        rendered = chosen.render(prompt_variables or {})
-        return chosen.model or model, rendered + messages, (
+        return chosen.model or model, chosen.render(prompt_variables or {}, messages), (
             {**chosen.params, **non_default_params} if chosen.params else non_default_params)

@@ -9,6 +9,7 @@ checks the variables first and names every offender in one 400.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import msgspec
@@ -74,10 +75,11 @@ class Compiled:
         self.checks = [(name, _TYPES[spec.type], frozenset(spec.values) if spec.type == "enum" else None,
                         spec.default) for name, spec in v.variables.items()]
 
-    def render(self, given: dict[str, Any]) -> list[dict[str, Any]]:
-        """The messages for ``given``; cached per distinct set of values (typed: ``1`` is not ``True``).
-        The key keeps the client's key order: another order is only another entry. It is flat (names, then
-        values, then their types): n variables always make 3n items, so no two sets share a key."""
+    def render(self, given: dict[str, Any], then: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """The messages for ``given``, followed by ``then`` (the client's), in one new list. Cached per
+        distinct set of values (typed: ``1`` is not ``True``). The key keeps the client's key order:
+        another order is only another entry. It is flat (names, then values, then their types):
+        n variables always make 3n items, so no two sets share a key."""
         try:
             values = given.values()
             key = (*given, *values, *map(type, values))
@@ -90,7 +92,7 @@ class Compiled:
                 if len(self._rendered) >= RENDER_CACHE:
                     self._rendered.clear()
                 self._rendered[key] = done
-        return list(map(_copy, done))  # fresh: hooks may edit them
+        return [*map(_copy, done), *then]  # fresh copies: hooks may edit them
 
     def _render(self, given: dict[str, Any]) -> list[dict[str, str]]:
         text: dict[str, str] = {}  # each value as the text it renders to

@@ -33,7 +33,7 @@ class ChatRequest(msgspec.Struct):
     model: str
     messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
     stream: bool | None = None
-    prompt_variables: dict[str, Any] | None = None  # a model's configured prompt may take them
+    prompt_variables: Any = None  # a model's configured prompt may take them; checked in `validate`
 
 
 class PromptChatRequest(msgspec.Struct):
@@ -42,7 +42,7 @@ class PromptChatRequest(msgspec.Struct):
     model: str
     prompt_id: str
     messages: list[Message] = msgspec.field(default_factory=list)
-    prompt_variables: dict[str, Any] | None = None
+    prompt_variables: Any = None  # checked in `validate`, without the copy msgspec would make
     prompt_label: str | None = None
     prompt_version: int | str | None = None
     stream: bool | None = None
@@ -92,4 +92,13 @@ def validate(body: dict[str, Any], call_type: str) -> bool:
         param = param_of(text)
         raise GatewayError(400, f"Invalid request: {message}" + (f" (at `{param}`)" if param else ""),
                            param=param, code="invalid_request") from None
+    if (schema is ChatRequest or schema is PromptChatRequest) and "prompt_variables" in body:
+        variables = body["prompt_variables"]
+        if variables is not None and type(variables) is not dict:
+            kind = _JSON_KINDS.get(type(variables), type(variables).__name__)
+            raise GatewayError(400, f"Invalid request: Expected `object | null`, got `{kind}` (at `prompt_variables`)",
+                               param="prompt_variables", code="invalid_request")
     return bool(getattr(view, "stream", False))
+
+
+_JSON_KINDS = {list: "array", str: "str", int: "int", float: "float", bool: "bool"}

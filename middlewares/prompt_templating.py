@@ -107,7 +107,8 @@ class PromptTemplating:
         body = ctx.body
         assert body is not None
         model = body.get("model")
-        manager, target, defaults, langfuse = self.select(model if type(model) is str else "")
+        model = model if type(model) is str else ""
+        manager, target, defaults, langfuse = self._selected.get(model) or self.select(model)
         if not defaults and manager is None and "prompt_id" not in body and "prompt_variables" not in body \
                 and "prompt_label" not in body and "prompt_version" not in body:
             return None  # the common case: nothing here concerns prompts (four lookups, no set built)
@@ -132,7 +133,7 @@ class PromptTemplating:
             # the store is ours: no should_run/thread protocol, one freshness check, no coroutine
             chosen = store.lookup(prompt_id, version, label) if store is not None else None
             if chosen is not None:
-                messages = chosen.render(variables or {}) + (body.get("messages") or [])
+                messages = chosen.render(variables or {}, body.get("messages") or ())
                 if chosen.params:  # the prompt's own params, under the request's (as a manager answering
                     for key, value in chosen.params.items():  # {**prompt params, **request params} would)
                         if key in NOT_PARAMS or key not in body:

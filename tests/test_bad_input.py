@@ -37,6 +37,12 @@ CASES: list[tuple[str, bytes, dict[str, str], int, str | None]] = [
     ("deep nesting", b'{"model": "echo", "messages": [{"role": "user", "content": "x"}], "x": '
      + b"[" * 200_000 + b"]" * 200_000 + b"}", JSON, 400, None),
     ("invalid utf-8", b'{"model": "echo", "messages": [{"role": "user", "content": "\xff\xfe"}]}', JSON, 400, None),
+    ("prompt variables an array", b'{"model": "echo", "messages": [{"role": "user", "content": "x"}], '
+     b'"prompt_variables": ["x"]}', JSON, 400, "prompt_variables"),
+    ("prompt variables a string, with an id", b'{"model": "echo", "prompt_id": "p", "prompt_variables": "x"}',
+     JSON, 400, "prompt_variables"),
+    ("prompt variables a number, with an id", b'{"model": "echo", "prompt_id": "p", "prompt_variables": 1}',
+     JSON, 400, "prompt_variables"),
 ]
 
 
