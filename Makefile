@@ -23,8 +23,10 @@ test: lint
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
+	@command -v wrk >/dev/null && command -v valgrind >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq wrk valgrind) >/dev/null
 	$(PY) bench/run.py
+	$(PY) bench/instructions.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

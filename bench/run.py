@@ -32,6 +32,26 @@ PROMPT = (',"prompt_id":"bench-prompt","prompt_variables":{"tone":"friendly","pr
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
+def models_yaml(upstream: str) -> str:
+    return (f"model_list:\n  - model_name: bench-model\n    litellm_params:\n"
+            f"      model: openai/bench-model\n      api_base: {upstream}/v1\n      api_key: sk-upstream\n")
+
+
+def gateway_configs(upstream: str) -> dict[str, tuple[str, str]]:
+    """Every gateway scenario: name -> (config YAML, what the request body adds)."""
+    models = models_yaml(upstream)
+    return {
+        "asgi-llm (no hooks)": (models, ""),
+        "asgi-llm (pre-call+user)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks.noop\n"
+                                              "general_settings:\n  enforce_user_param: true\n", ""),
+        "asgi-llm (prompt store)": (models + f"prompts:\n  path: {ROOT / 'bench' / 'prompts'}\n", PROMPT),
+        "asgi-llm (chunk+moderation)": (models + "litellm_settings:\n  callbacks: "
+                                                 "bench.noop_hooks.stream_and_moderation\n", ""),
+        "asgi-llm (success cb+metrics)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks."
+                                                   "success_logger\ngeneral_settings:\n  metrics: true\n", ""),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -143,18 +163,8 @@ def main() -> None:
             env = {"BENCH_UPSTREAM": upstream, "BENCH_CLIENT": client}
             pid = stack.enter_context(server([*uvicorn, "bench.passthrough:app", "--port", str(port)], port, "0", env))
             targets[f"passthrough ({client})"] = (port, pid, "")
-        models = (f"model_list:\n  - model_name: bench-model\n    litellm_params:\n"
-                  f"      model: openai/bench-model\n      api_base: {upstream}/v1\n      api_key: sk-upstream\n")
-        gateways = {  # name: (config, what the request body adds)
-            "asgi-llm (no hooks)": (models, ""),
-            "asgi-llm (pre-call+user)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks.noop\n"
-                                                  "general_settings:\n  enforce_user_param: true\n", ""),
-            "asgi-llm (prompt store)": (models + f"prompts:\n  path: {ROOT / 'bench' / 'prompts'}\n", PROMPT),
-            "asgi-llm (chunk+moderation)": (models + "litellm_settings:\n  callbacks: "
-                                                     "bench.noop_hooks.stream_and_moderation\n", ""),
-            "asgi-llm (success cb+metrics)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks."
-                                                       "success_logger\ngeneral_settings:\n  metrics: true\n", ""),
-        }
+        models = models_yaml(upstream)
+        gateways = gateway_configs(upstream)
         wanted = [w for w in args.only.split(",") if w]
         for who, (text, extra) in gateways.items():
             if wanted and who != "asgi-llm (no hooks)" and not any(w in who for w in wanted):

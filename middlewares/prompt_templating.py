@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from asgi_llm import (
+    CONTEXT_KEY,
     ASGIApp,
     GatewayError,
     Receive,
@@ -37,7 +38,6 @@ from asgi_llm import (
     Scope,
     Send,
     accepts,
-    get_context,
     manager_name,
     run_manager,
 )
@@ -65,7 +65,8 @@ class PromptTemplating:
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """A plain function handing back the app's awaitable: the store answers without a pause, so
         only another manager (awaited, or run in a thread) costs a coroutine of this layer's own."""
-        ctx = get_context(scope) if scope["type"] == "http" else None
+        state = scope.get("state")  # get_context(), inlined: every request passes here
+        ctx = state.get(CONTEXT_KEY) if state and scope["type"] == "http" else None
         if ctx is not None and ctx.body is not None and ctx.route.call_type == "completion":
             pending = self.apply(ctx)
             if pending is not None:
@@ -113,15 +114,15 @@ class PromptTemplating:
                 and "prompt_label" not in body and "prompt_version" not in body:
             return None  # the common case: nothing here concerns prompts (four lookups, no set built)
         ctx.changed = True  # the prompt fields leave the body (harmless when none did: one encode)
-        pop, get = body.pop, defaults.get
-        if (prompt_id := pop("prompt_id", _NO)) is _NO:  # the body wins, even with a null
-            prompt_id = get("prompt_id")
+        pop = body.pop  # the body wins over the model's defaults, even with a null
+        if (prompt_id := pop("prompt_id", _NO)) is _NO:
+            prompt_id = defaults.get("prompt_id") if defaults else None
         if (variables := pop("prompt_variables", _NO)) is _NO:
-            variables = get("prompt_variables")
+            variables = defaults.get("prompt_variables") if defaults else None
         if (label := pop("prompt_label", _NO)) is _NO:
-            label = get("prompt_label")
+            label = defaults.get("prompt_label") if defaults else None
         if (version := pop("prompt_version", _NO)) is _NO:
-            version = get("prompt_version")
+            version = defaults.get("prompt_version") if defaults else None
         store = self.store
         named_store = store is not None and manager is store
         if manager is None or named_store:
