@@ -6,6 +6,8 @@ start together and are measured in turn, ``--rounds`` times (interleaved, so a s
 spell of a shared machine hits them alike); each number is the median over the rounds.
 Each scenario reports throughput, p50/p99 latency and the server's CPU time per request,
 and the gateway's numbers as ratios to the fastest passthrough measured alongside.
+``make bench`` then runs ``instructions.py``, which counts instructions per request for the same
+gateway scenarios (repeatable where these timings drift).
 """
 
 from __future__ import annotations
