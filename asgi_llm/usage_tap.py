@@ -54,9 +54,9 @@ class UsageTap:
         if self.kept is not None:
             self.kept.append(chunk)
         if not self.pending and chunk.endswith(b"\n\n"):  # whole events: one scan, parse at most one
-            if b'"usage"' not in chunk:  # nearly every chunk of a stream
-                return chunk
-            at = _usage_at(chunk, 0)
+            at = chunk.find(b'"usage"')  # the scan goes on from here: no second pass over the text
+            if at >= 0 and chunk.startswith(b'"usage":null', at):
+                at = _usage_at(chunk, at + 12)
             if at < 0:
                 return chunk  # no usage object (OpenAI sends "usage":null in every chunk): passed unparsed
             if b"\r" not in chunk:
