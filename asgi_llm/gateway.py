@@ -106,15 +106,16 @@ class Gateway:
         sinks = LogSinks(self.callbacks, success=functions(success, settings.success_callback, "success_callback"),
                          failure=functions(failure, settings.failure_callback, "failure_callback"),
                          inputs=functions(inputs, settings.input_callback, "input_callback"))
+        priced = False
         for entry in config.model_list:
             prices = prices_of(entry.model_info)
             if prices is not None:
+                priced = True
                 names = (entry.model_name, entry.litellm_params.model, entry.litellm_params.model.partition("/")[2])
                 register_prices(names, prices)
         self.metrics = GatewayMetrics(e.model_name for e in config.model_list) if general.metrics else None
         self.log_queue = LogQueue(maxsize=general.log_queue_size, timeout=general.log_callback_timeout,
                                   on_drop=self.metrics.dropped.inc if self.metrics is not None else None)
-        priced = any(prices_of(e.model_info) is not None for e in config.model_list)
         if not (sinks or self.metrics is not None or priced or general.call_headers):
             return  # nothing observes calls: the layer and its headers would cost ~15% of throughput
         self.app = CallLogging(self.app, sinks=sinks, metrics=self.metrics, queue=self.log_queue)

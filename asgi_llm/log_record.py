@@ -71,10 +71,7 @@ class CallRecord(UpstreamTrace):
 
     @property
     def failed(self) -> bool:
-        if self.status >= 400 or self.client_gone:
-            return True
-        state = self.scope.get("state")  # as ``error``, without a second property call
-        return state is not None and state.get(ERROR_KEY) is not None
+        return self.status >= 400 or self.client_gone or self.error is not None
 
     def at(self, moment: float | None) -> datetime | None:
         return None if moment is None else datetime.fromtimestamp(self.wall + moment - self.start)
@@ -127,13 +124,12 @@ class CallRecord(UpstreamTrace):
         body = ctx.body if ctx is not None and ctx.body is not None else _EMPTY
         dep, sent, auth = self.deployment, self.sent, ctx.auth if ctx is not None else None
         source = sent if sent is not None else body
-        user = body.get("user")
         metadata = {  # one presized literal; the body's own metadata goes under it, when there is some
             "user_api_key_hash": auth.api_key if auth is not None else None,
             "user_api_key_alias": auth.key_alias if auth is not None else None,
             "user_api_key_user_id": auth.user_id if auth is not None else None,
             "user_api_key_team_id": auth.team_id if auth is not None else None,
-            "user_api_end_user_id": user if type(user) is str else None,
+            "user_api_end_user_id": ctx.end_user if ctx is not None else None,
             "model_group": dep.model_name if dep is not None else body.get("model"),
             "deployment": dep.label if dep is not None else None}
         given = body.get("metadata")

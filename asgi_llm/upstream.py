@@ -102,17 +102,17 @@ class UpstreamApp:
         if dep.provider == "langfuse":  # PromptTemplating resolves these before they get here
             raise GatewayError(400, f"Model {dep.model_name!r} takes its prompt from Langfuse: send it as a chat "
                                "completion.", param="model", code="prompt_model_on_wrong_route")
+        trace = get_trace(scope)
+        if dep.provider == "mock" and trace is None:
+            await mock.answer(dep, ctx, send)  # nothing observes it: no upstream body to build
+            return
         sent = upstream_body(ctx.body, dep.model)
         url = dep.api_base + ctx.route.path
-        trace = get_trace(scope)
         if trace is not None:  # an observer wants to know what happens upstream
             trace.deployment, trace.url, trace.sent = dep, url, sent
             if ctx.stream and trace.want_usage and ctx.call_type in ("completion", "text_completion"):
                 trace.ask_for_usage(sent)
-        if dep.provider == "mock":
-            if trace is None:
-                await mock.answer(dep, ctx, send)
-                return
+        if dep.provider == "mock" and trace is not None:  # (an unobserved mock answered above)
             trace.begin(time.perf_counter())  # the mock is this call's upstream: logged like one
             await mock.answer(dep, ctx, traced_send(send, trace) if trace.tapping else send, {**ctx.body, **sent})
             trace.done(None, time.perf_counter())

@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from asgi_llm import (
-    CONTEXT_KEY,
     ASGIApp,
     GatewayError,
     Receive,
@@ -38,6 +37,7 @@ from asgi_llm import (
     Scope,
     Send,
     accepts,
+    get_context,
     manager_name,
     run_manager,
 )
@@ -65,8 +65,7 @@ class PromptTemplating:
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """A plain function handing back the app's awaitable: the store answers without a pause, so
         only another manager (awaited, or run in a thread) costs a coroutine of this layer's own."""
-        state = scope.get("state")  # get_context(), inlined: every request passes here
-        ctx = state.get(CONTEXT_KEY) if state and scope["type"] == "http" else None
+        ctx = get_context(scope) if scope["type"] == "http" else None
         if ctx is not None and ctx.body is not None and ctx.route.call_type == "completion":
             pending = self.apply(ctx)
             if pending is not None:
@@ -107,9 +106,7 @@ class PromptTemplating:
         awaitable answer of another manager (``_use`` applies it), or None when done."""
         body = ctx.body
         assert body is not None
-        model = body.get("model")
-        model = model if type(model) is str else ""
-        manager, target, defaults, langfuse = self._selected.get(model) or self.select(model)
+        manager, target, defaults, langfuse = self.select(ctx.model or "")
         if not defaults and manager is None and "prompt_id" not in body and "prompt_variables" not in body \
                 and "prompt_label" not in body and "prompt_version" not in body:
             return None  # the common case: nothing here concerns prompts (four lookups, no set built)
