@@ -8,9 +8,13 @@ aiohttp upstream client against the real fast upstream on 127.0.0.1), driven wit
 calls at 64 (chat) or 16 (stream) at once. After a warm-up the counters are zeroed, ``N``
 requests run, and the counters are dumped: the count covers only those requests.
 
-It is a proxy: instructions are not time (a path that misses the CPU cache costs more per
-instruction), and HTTP parsing by the server is not in it. The ratio printed is
-``no hooks / scenario``, what the throughput ratio would be if time followed instructions.
+Instructions are not time: a path that misses the CPU cache or mispredicts branches costs
+more per instruction. With ``--cycles`` callgrind also simulates the caches and branch
+predictors (the run takes about twice as long), and each scenario gets *estimated cycles*
+too, callgrind's own estimate (as KCachegrind computes it):
+``Ir + 10 x (L1 misses + mispredicted branches) + 100 x last-level misses``. HTTP parsing by
+the server is in neither. The ratios printed are ``no hooks / scenario``, what the throughput
+ratio would be if time followed the count.
 """
 
 from __future__ import annotations
@@ -92,15 +96,27 @@ def child(config: str, extra: str, stream: bool, concurrency: int, count: int) -
     uvloop.run(main())
 
 
-def count_one(config: str, extra: str, stream: bool, concurrency: int, count: int, out: Path) -> float:
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", PY, __file__, "--child",
+def estimate(events: dict[str, int]) -> int:
+    """Callgrind's cycle estimate (KCachegrind's formula) from a dump's event totals."""
+    l1 = events["I1mr"] + events["D1mr"] + events["D1mw"]
+    last = events["ILmr"] + events["DLmr"] + events["DLmw"]
+    return events["Ir"] + 10 * (l1 + events["Bcm"] + events["Bim"]) + 100 * last
+
+
+def count_one(config: str, extra: str, stream: bool, concurrency: int, count: int, out: Path,
+              cycles: bool) -> tuple[float, float]:
+    """Instructions and estimated cycles (0 without ``cycles``) per request."""
+    simulate = ["--cache-sim=yes", "--branch-sim=yes"] if cycles else []
+    cmd = ["valgrind", "--tool=callgrind", *simulate, f"--callgrind-out-file={out}", PY, __file__, "--child",
            config, "--extra", extra, "--concurrency", str(concurrency), "--requests", str(count)]
     subprocess.run(cmd + (["--stream"] if stream else []), cwd=ROOT, check=True, capture_output=True)
     dumped = Path(f"{out}.1").read_text(errors="replace")  # the dump after the counted requests
-    found = re.search(r"^(?:summary|totals): (\d+)", dumped, re.M)
-    if found is None:
-        raise RuntimeError(f"no instruction count in {out}.1")
-    return int(found.group(1)) / count
+    names = re.search(r"^events: (.+)$", dumped, re.M)
+    found = re.search(r"^(?:summary|totals): ([\d ]+)$", dumped, re.M)
+    if names is None or found is None:
+        raise RuntimeError(f"no event counts in {out}.1")
+    events = dict(zip(names.group(1).split(), map(int, found.group(1).split()), strict=True))
+    return events["Ir"] / count, estimate(events) / count if cycles else 0.0
 
 
 def main() -> None:
@@ -108,6 +124,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="counted per scenario")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scenario; the median counts")
     parser.add_argument("--only", default="", help="comma-separated words, as in run.py")
+    parser.add_argument("--cycles", action="store_true", help="simulate caches and branches: estimated cycles too")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--extra", default="", help=argparse.SUPPRESS)
     parser.add_argument("--stream", action="store_true", help=argparse.SUPPRESS)
@@ -132,14 +149,20 @@ def main() -> None:
                     config.write_text(text)
                     for kind, stream, conc in KINDS:
                         jobs[who, kind] = [pool.submit(count_one, str(config), extra, stream, conc, args.requests,
-                                                       Path(tmp) / f"cg.{n}.{conc}.{r}") for r in range(args.repeat)]
-            counts = {key: statistics.median(job.result() for job in runs) for key, runs in jobs.items()}
-    print(f"\nCPU instructions per request (callgrind: {args.requests} requests in-process after a warm-up, "
-          f"median of {args.repeat}):")
-    print(f"{'server':<32}{'scenario':<14}{'instructions':>13}{'added':>9}{'ratio':>8}")
-    for (who, kind), value in counts.items():
-        base = counts["asgi-llm (no hooks)", kind]
-        print(f"{who:<32}{kind:<14}{value:>13,.0f}{value - base:>+9,.0f}{base / value:>8.1%}")
+                                                       Path(tmp) / f"cg.{n}.{conc}.{r}", args.cycles)
+                                           for r in range(args.repeat)]
+            results = {key: [job.result() for job in runs] for key, runs in jobs.items()}
+    print(f"\nPer request (callgrind: {args.requests} requests in-process after a warm-up, median of {args.repeat}):"
+          " CPU instructions" + (", and estimated cycles (instructions, cache misses, mispredicted branches)"
+                                 if args.cycles else ""))
+    print(f"{'server':<32}{'scenario':<14}{'instructions':>13}{'added':>9}{'ratio':>8}"
+          + (f"{'est. cycles':>13}{'added':>10}{'ratio':>8}" if args.cycles else ""))
+    median = {key: (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+              for key, runs in results.items()}
+    for (who, kind), (ir, cycles) in median.items():
+        base_ir, base_cycles = median["asgi-llm (no hooks)", kind]
+        print(f"{who:<32}{kind:<14}{ir:>13,.0f}{ir - base_ir:>+9,.0f}{base_ir / ir:>8.1%}"
+              + (f"{cycles:>13,.0f}{cycles - base_cycles:>+10,.0f}{base_cycles / cycles:>8.1%}" if args.cycles else ""))
 
 
 if __name__ == "__main__":
