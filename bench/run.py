@@ -5,7 +5,9 @@ core 0; the load generator (wrk) and the fast canned upstream share core 1. All 
 start together and are measured in turn, ``--rounds`` times (interleaved, so a slow
 spell of a shared machine hits them alike); each number is the median over the rounds.
 Each scenario reports throughput, p50/p99 latency and the server's CPU time per request,
-and the gateway's numbers as ratios to the fastest passthrough measured alongside.
+and the gateway's numbers as ratios to the fastest passthrough measured alongside. Each
+hook scenario is a ratio to the no-hook gateway; beside them, a control (the no-hook
+config again, in a second process) shows how far identical code lands from 100% in this run.
 ``make bench`` then runs ``instructions.py``, which counts instructions per request for the same
 gateway scenarios (repeatable where these timings drift).
 """
@@ -32,6 +34,7 @@ CHAT = '{"model":"bench-model","user":"bench","messages":[{"role":"user","conten
 PROMPT = (',"prompt_id":"bench-prompt","prompt_variables":{"tone":"friendly","product":"Acme",'
           '"limit":40}')
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+CONTROL = "asgi-llm (no hooks, control)"
 
 
 def models_yaml(upstream: str) -> str:
@@ -168,8 +171,11 @@ def main() -> None:
         models = models_yaml(upstream)
         gateways = gateway_configs(upstream)
         wanted = [w for w in args.only.split(",") if w]
+        # the control: the no-hook config again, in a process of its own. Its distance from 100% is
+        # this run's noise (identical code has differed by 6 points here), to read every ratio against
+        gateways = {**gateways, CONTROL: gateways["asgi-llm (no hooks)"]}
         for who, (text, extra) in gateways.items():
-            if wanted and who != "asgi-llm (no hooks)" and not any(w in who for w in wanted):
+            if wanted and who not in ("asgi-llm (no hooks)", CONTROL) and not any(w in who for w in wanted):
                 continue
             config = Path(tempfile.mkstemp(suffix=".yaml")[1])
             config.write_text(text)
@@ -206,7 +212,8 @@ def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]
         g = gateway[name]
         print(f"  {name:<12} {g['rps'] / best['rps']:6.1%} of {best['rps']:.0f} req/s, "
               f"p50 {g['p50'] - best['p50']:+.3f} ms, CPU/req {g['cpu_ms'] - best['cpu_ms']:+.3f} ms")
-    print("\nhook scenarios against asgi-llm with no hooks (throughput ratio, added p50):")
+    print("\nhook scenarios against asgi-llm with no hooks (throughput ratio, added p50); the control is the "
+          "same no-hook config in a second process, so its distance from 100% is this run's noise:")
     for who, runs in results.items():
         if who.startswith("asgi-llm (") and runs is not gateway:
             for name in scenarios:
