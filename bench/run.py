@@ -149,6 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=3, help="per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="medians over this many interleaved rounds")
+    parser.add_argument("--processes", type=int, default=1, help="gateway processes per config; the medians "
+                        "take in every process's rounds (two processes of one config can differ by points)")
     parser.add_argument("--only", default="", help="comma-separated words: run only the gateway scenarios "
                         "whose name holds one (the no-hook run and the passthroughs always run)")
     args = parser.parse_args()
@@ -162,12 +164,12 @@ def main() -> None:
     with ExitStack() as stack:
         stack.enter_context(server([PY, "bench/fast_upstream.py", "--port", str(up_port)], up_port, "1"))
         upstream = f"http://127.0.0.1:{up_port}"
-        targets: dict[str, tuple[int, int | None, str]] = {"direct upstream": (up_port, None, "")}  # port, pid, extra
+        targets: list[tuple[str, int, int | None, str]] = [("direct upstream", up_port, None, "")]  # port, pid, extra
         for client in ("aiohttp", "httpx"):
             port = free_port()
             env = {"BENCH_UPSTREAM": upstream, "BENCH_CLIENT": client}
             pid = stack.enter_context(server([*uvicorn, "bench.passthrough:app", "--port", str(port)], port, "0", env))
-            targets[f"passthrough ({client})"] = (port, pid, "")
+            targets.append((f"passthrough ({client})", port, pid, ""))
         models = models_yaml(upstream)
         gateways = gateway_configs(upstream)
         wanted = [w for w in args.only.split(",") if w]
@@ -179,13 +181,14 @@ def main() -> None:
                 continue
             config = Path(tempfile.mkstemp(suffix=".yaml")[1])
             config.write_text(text)
-            port = free_port()
-            cmd = [PY, "-m", "asgi_llm", "--config", str(config), "--port", str(port), "--log-level", "warning"]
-            targets[who] = (port, stack.enter_context(server(cmd, port, "0")), extra)
+            for _ in range(args.processes):
+                port = free_port()
+                cmd = [PY, "-m", "asgi_llm", "--config", str(config), "--port", str(port), "--log-level", "warning"]
+                targets.append((who, port, stack.enter_context(server(cmd, port, "0")), extra))
         # Every server runs at once (idle ones cost nothing) and each round measures them all in
         # turn, so a slow spell of this shared machine hits every server alike; the median counts.
         for round_ in range(args.rounds):
-            for who, (port, pid, extra) in targets.items():
+            for who, port, pid, extra in targets:
                 runs.setdefault(who, []).append({n: wrk(port, c, args.seconds, s, pid, extra, warm=round_ == 0)
                                                  for n, c, s in scenarios})
         ttfb = first_byte_times(models) if not wanted or any(w in "asgi-llm (chunk+moderation)" for w in wanted) else []
@@ -213,7 +216,7 @@ def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]
         print(f"  {name:<12} {g['rps'] / best['rps']:6.1%} of {best['rps']:.0f} req/s, "
               f"p50 {g['p50'] - best['p50']:+.3f} ms, CPU/req {g['cpu_ms'] - best['cpu_ms']:+.3f} ms")
     print("\nhook scenarios against asgi-llm with no hooks (throughput ratio, added p50); the control is the "
-          "same no-hook config in a second process, so its distance from 100% is this run's noise:")
+          "same no-hook config in processes of its own, so its distance from 100% is this run's noise:")
     for who, runs in results.items():
         if who.startswith("asgi-llm (") and runs is not gateway:
             for name in scenarios:
