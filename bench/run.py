@@ -116,6 +116,8 @@ def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extr
     if warm:  # connections, caches, lazy imports
         subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", "-d1s", "-s", str(script), url],
                        capture_output=True, check=True)
+        if pid:
+            settle(pid)  # its own warm-up backlog must not count in its measurement either
     before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout

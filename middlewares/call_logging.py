@@ -55,10 +55,9 @@ class _Call(CallRecord):
     """A call in flight: its record (also its upstream trace), and ``observe``, the ``send`` the app below
     gets. The layer sets the extra slots right after making it."""
 
-    __slots__ = ("decoder", "held", "keeping", "layer", "order", "send")
+    __slots__ = ("decoder", "held", "layer", "order", "send")
     decoder: SSEDecoder | None
     held: Message | None
-    keeping: bool
     layer: CallLogging
     order: asyncio.Lock | None
     send: Send
@@ -71,7 +70,7 @@ class _Call(CallRecord):
             if body:
                 if self.first_byte is None:
                     self.first_byte = perf_counter()
-                if self.keeping:
+                if self.layer.observing:
                     self.served.append(body)
                 if self.decoder is not None and self.sse:
                     self.layer.stream_events(self, self.decoder.feed(body))
@@ -131,7 +130,7 @@ class CallLogging:
             await self.app(scope, self._lifespan(receive) if scope["type"] == "lifespan" else receive, send)
             return
         rec = _Call(route, scope, self.observing, bool(self.sinks.post))
-        rec.layer, rec.send, rec.held, rec.keeping = self, send, None, self.observing
+        rec.layer, rec.send, rec.held = self, send, None
         rec.decoder = SSEDecoder() if self.sinks.stream else None
         rec.order = order = asyncio.Lock() if self.ordered else None  # one call's events in order
         set_trace(scope, rec)

@@ -66,7 +66,7 @@ class PromptTemplating:
         """A plain function handing back the app's awaitable: the store answers without a pause, so
         only another manager (awaited, or run in a thread) costs a coroutine of this layer's own."""
         ctx = get_context(scope) if scope["type"] == "http" else None
-        if ctx is not None and ctx.body is not None and ctx.route.call_type == "completion":
+        if ctx is not None and ctx.body is not None and ctx.call_type == "completion":
             pending = self.apply(ctx)
             if pending is not None:
                 return self._managed(pending, ctx, scope, receive, send)
