@@ -20,6 +20,8 @@ _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float), "boolean": (bool,), "enum": (str,)}
 _ABSENT = object()
 _copy = dict.copy
+_key = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
 RENDER_CACHE = 1024  # distinct variable sets kept per version
 
 
@@ -66,7 +68,7 @@ class Compiled:
         if undeclared:
             raise ValueError(f"version {v.version}: template uses undeclared {', '.join(sorted(undeclared))}")
         self.declared = frozenset(v.variables)
-        self._rendered: dict[tuple[Any, ...], list[dict[str, str]]] = {}
+        self._rendered: dict[bytes, list[dict[str, str]]] = {}
         # each message as a str.format template: literal braces escaped, variables as {name} fields;
         # format_map inserts values as text in one pass, so a value is never itself rendered
         self.formats = [(role, "".join(p.replace("{", "{{").replace("}", "}}") if i % 2 == 0 else "{" + p + "}"
@@ -77,18 +79,17 @@ class Compiled:
 
     def render(self, given: dict[str, Any], then: Iterable[Any] = ()) -> list[dict[str, Any]]:
         """The messages for ``given``, followed by ``then`` (the client's), in one new list. Cached per
-        distinct set of values (typed: ``1`` is not ``True``). The key keeps the client's key order:
-        another order is only another entry. It is flat (names, then values, then their types):
-        n variables always make 3n items, so no two sets share a key."""
+        distinct set of values, keyed by their JSON: one C call, and JSON tells ``1``, ``1.0``, ``true``
+        and ``"1"`` apart. Another key order is only another entry. A set whose JSON does not decode
+        back to itself (``NaN`` encodes as ``null``, a YAML date as a string) is rendered, not cached."""
         try:
-            values = given.values()
-            key = (*given, *values, *map(type, values))
-            done = self._rendered.get(key)
-        except TypeError:  # an unhashable value: wrong type anyway, render() names it
-            key, done = None, None
+            key: bytes | None = _key(given)
+        except (TypeError, ValueError, OverflowError):  # not JSON: render() names what is wrong
+            key = None
+        done = self._rendered.get(key) if key is not None else None
         if done is None:
             done = self._render(given)
-            if key is not None:
+            if key is not None and _decode(key) == given:
                 if len(self._rendered) >= RENDER_CACHE:
                     self._rendered.clear()
                 self._rendered[key] = done

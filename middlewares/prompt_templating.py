@@ -78,9 +78,12 @@ class PromptTemplating:
         self._use(ctx, model, messages, params)
         await self.app(scope, receive, send)
 
-    def select(self, model: str) -> tuple[Any, str, dict[str, Any], dict[str, Any]]:
-        """For a model: the manager it names (or None), the model to route to, its prompt defaults, and
-        the Langfuse settings among them. Cached for configured names only, so clients cannot grow it."""
+    def select(self, model: object) -> tuple[Any, str, dict[str, Any], dict[str, Any]]:
+        """For the body's model (not a string: none): the manager it names (or None), the model to route
+        to, its prompt defaults, and the Langfuse settings among them. Cached for configured names only,
+        so clients cannot grow it."""
+        if type(model) is not str:
+            model = ""
         found = self._selected.get(model)
         if found is not None:
             return found
@@ -106,20 +109,18 @@ class PromptTemplating:
         awaitable answer of another manager (``_use`` applies it), or None when done."""
         body = ctx.body
         assert body is not None
-        manager, target, defaults, langfuse = self.select(ctx.model or "")
+        manager, target, defaults, langfuse = self.select(body.get("model"))
         if not defaults and manager is None and "prompt_id" not in body and "prompt_variables" not in body \
                 and "prompt_label" not in body and "prompt_version" not in body:
             return None  # the common case: nothing here concerns prompts (four lookups, no set built)
         ctx.changed = True  # the prompt fields leave the body (harmless when none did: one encode)
-        pop = body.pop  # the body wins over the model's defaults, even with a null
-        if (prompt_id := pop("prompt_id", _NO)) is _NO:
-            prompt_id = defaults.get("prompt_id") if defaults else None
-        if (variables := pop("prompt_variables", _NO)) is _NO:
-            variables = defaults.get("prompt_variables") if defaults else None
-        if (label := pop("prompt_label", _NO)) is _NO:
-            label = defaults.get("prompt_label") if defaults else None
-        if (version := pop("prompt_version", _NO)) is _NO:
-            version = defaults.get("prompt_version") if defaults else None
+        pop = body.pop
+        if defaults:  # the body wins over the model's defaults, even with a null
+            prompt_id, variables, label, version = (
+                defaults.get(field) if (value := pop(field, _NO)) is _NO else value for field in PROMPT_FIELDS)
+        else:
+            prompt_id, variables = pop("prompt_id", None), pop("prompt_variables", None)
+            label, version = pop("prompt_label", None), pop("prompt_version", None)
         store = self.store
         named_store = store is not None and manager is store
         if manager is None or named_store:

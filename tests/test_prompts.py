@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from asgi_llm import CustomPromptManagement, parse_config
@@ -92,6 +93,8 @@ def test_all_three_values_apply_and_managers_are_asked_in_order(upstream: tuple[
                         "max_tokens": 9, "temperature": 0.1}
         assert rewriter.seen[-1][:4] == ("first", "p", {"x": 1}, {"max_tokens": 9})
         assert rewriter.seen[-1][4]["prompt_label"] == "staging"
+        assert httpx.post(chat, json={**body, "prompt_label": None}, timeout=10).status_code == 200
+        assert rewriter.seen[-1][4]["prompt_label"] is None  # the body wins, even with a null
         assert httpx.post(chat, json={**body, "prompt_id": "sync"}, timeout=10).status_code == 200
         assert recorder.requests[-1]["body"]["messages"][0] == {"role": "system", "content": "sync"}
         assert sync.threads and sync.threads[-1] != threading.main_thread().name  # off the event loop
@@ -188,6 +191,27 @@ def test_store_errors_name_each_problem(extra: dict[str, Any], status: int, says
     resp = httpx.post(chat, json={"model": "first", "messages": HI, "prompt_id": "greet", **extra}, timeout=10)
     assert resp.status_code == status and says in resp.json()["error"]["message"], resp.text
     assert recorder.requests == []  # the model was never called
+
+
+def test_render_cache_tells_equal_values_of_other_types_apart() -> None:
+    """The render cache is keyed by the values' JSON: ``1``, ``1.0`` and ``true`` compare equal in
+    Python but render differently (or not at all), so no one may be served another's entry."""
+    from asgi_llm.errors import GatewayError
+    from asgi_llm.prompt_template import Compiled, Version
+
+    version = msgspec.convert({"version": 1, "template": "{{ n }}|{{ s }}", "variables": {
+        "n": {"type": "number"}, "s": {"type": "string", "default": "x"}}}, Version)
+    compiled = Compiled("p", version)
+    text = [compiled.render(given)[0]["content"] for given in ({"n": 1}, {"n": 1.0}, {"n": 1}, {"n": 2, "s": "1"})]
+    assert text == ["1|x", "1.0|x", "1|x", "2|1"]
+    with pytest.raises(GatewayError, match="n \\(expected number, got bool\\)"):
+        compiled.render({"n": True})  # equal to the cached 1, and still refused
+    assert compiled.render({"n": float("nan")})[0]["content"] == "nan|x"  # its JSON is null: not cached
+    with pytest.raises(GatewayError, match="n \\(expected number, got NoneType\\)"):
+        compiled.render({"n": None})
+    first = compiled.render({"n": 3})
+    first[0]["content"] = "edited by a hook"
+    assert compiled.render({"n": 3})[0]["content"] == "3|x"  # callers get copies of the cached messages
 
 
 def test_store_reloads_changes_and_keeps_the_last_good_file(store_gateway: tuple[str, Path, Recorder],
