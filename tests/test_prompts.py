@@ -14,8 +14,9 @@ import httpx
 import msgspec
 import pytest
 
-from asgi_llm import CustomPromptManagement, parse_config
+from asgi_llm import CustomPromptManagement, GatewayError, parse_config
 from asgi_llm.gateway import Gateway
+from asgi_llm.prompt_template import Compiled, Version
 from asgi_llm.types import Receive, Scope, Send
 from tests.conftest import deployment
 from tests.servers import Recorder, ServerThread
@@ -196,9 +197,6 @@ def test_store_errors_name_each_problem(extra: dict[str, Any], status: int, says
 def test_render_cache_tells_equal_values_of_other_types_apart() -> None:
     """The render cache is keyed by the values' JSON: ``1``, ``1.0`` and ``true`` compare equal in
     Python but render differently (or not at all), so no one may be served another's entry."""
-    from asgi_llm.errors import GatewayError
-    from asgi_llm.prompt_template import Compiled, Version
-
     version = msgspec.convert({"version": 1, "template": "{{ n }}|{{ s }}", "variables": {
         "n": {"type": "number"}, "s": {"type": "string", "default": "x"}}}, Version)
     compiled = Compiled("p", version)
