@@ -29,7 +29,7 @@ from asgi_llm.prompt_template import Compiled, parse_file
 from asgi_llm.prompts import CustomPromptManagement
 
 log = logging.getLogger("asgi_llm.prompts")
-_monotonic = time.monotonic
+_clock = time.perf_counter  # the clock of RequestContext.start, so a request can lend its reading
 
 
 class PromptStore(CustomPromptManagement):
@@ -54,7 +54,7 @@ class PromptStore(CustomPromptManagement):
         return prompt_id in self.prompts  # other ids are left to the custom managers
 
     def refresh(self, force: bool = False) -> None:
-        now = time.monotonic()
+        now = _clock()
         if not force and now - self._checked < self.check_interval:
             return
         self._checked = now
@@ -90,10 +90,12 @@ class PromptStore(CustomPromptManagement):
             return
         self._by_file[file] = loaded
 
-    def lookup(self, prompt_id: str, version: Any = None, label: str | None = None) -> Compiled | None:
+    def lookup(self, prompt_id: str, version: Any = None, label: str | None = None,
+               now: float | None = None) -> Compiled | None:
         """The version to render, or None when the store holds no such id (so other managers may);
-        404 for an unknown version or label of an id it holds. One freshness check."""
-        if _monotonic() - self._checked >= self.check_interval:
+        404 for an unknown version or label of an id it holds. One freshness check, against ``now``
+        (a ``time.perf_counter()`` reading, such as the request's start) when given."""
+        if (_clock() if now is None else now) - self._checked >= self.check_interval:
             self.refresh()
         if version is None and label is None:
             return self.defaults.get(prompt_id)

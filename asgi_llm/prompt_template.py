@@ -93,6 +93,8 @@ class Compiled:
                 if len(self._rendered) >= RENDER_CACHE:
                     self._rendered.clear()
                 self._rendered[key] = done
+        if len(done) == 1:  # the usual one system message: a plain copy, no map object
+            return [done[0].copy(), *then]
         return [*map(_copy, done), *then]  # fresh copies: hooks may edit them
 
     def _render(self, given: dict[str, Any]) -> list[dict[str, str]]:

@@ -118,9 +118,10 @@ class PromptTemplating:
         if defaults:  # the body wins over the model's defaults, even with a null
             prompt_id, variables, label, version = (
                 defaults.get(field) if (value := pop(field, _NO)) is _NO else value for field in PROMPT_FIELDS)
-        else:
+        else:  # the two rare fields are tested before popping: a test is cheaper than a missed pop
             prompt_id, variables = pop("prompt_id", None), pop("prompt_variables", None)
-            label, version = pop("prompt_label", None), pop("prompt_version", None)
+            label = pop("prompt_label") if "prompt_label" in body else None
+            version = pop("prompt_version") if "prompt_version" in body else None
         store = self.store
         named_store = store is not None and manager is store
         if manager is None or named_store:
@@ -130,7 +131,7 @@ class PromptTemplating:
                 raise GatewayError(400, "This model takes its prompt from the prompt store: send `prompt_id`.",
                                    param="prompt_id", code="missing_prompt_id")
             # the store is ours: no should_run/thread protocol, one freshness check, no coroutine
-            chosen = store.lookup(prompt_id, version, label) if store is not None else None
+            chosen = store.lookup(prompt_id, version, label, ctx.start) if store is not None else None
             if chosen is not None:
                 messages = chosen.render(variables or {}, body.get("messages") or ())
                 if chosen.params:  # the prompt's own params, under the request's (as a manager answering

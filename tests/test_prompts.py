@@ -212,6 +212,23 @@ def test_render_cache_tells_equal_values_of_other_types_apart() -> None:
     assert compiled.render({"n": 3})[0]["content"] == "3|x"  # callers get copies of the cached messages
 
 
+def test_render_cache_copies_every_message_and_appends_the_clients() -> None:
+    """One cached message and several take different copy paths; both hand out fresh dicts, the
+    client's messages after them, and a hook's edit of any of them never reaches the cache."""
+    for count in (1, 2, 3):
+        version = msgspec.convert({"version": 1, "messages": [
+            {"role": "system", "content": f"rule {i} for {{{{ who }}}}"} for i in range(count)],
+            "variables": {"who": {"type": "string"}}}, Version)
+        compiled = Compiled("p", version)
+        client = [{"role": "user", "content": "hi"}]
+        for _ in range(2):  # a miss, then a hit
+            got = compiled.render({"who": "Bo"}, client)
+            assert got == [*({"role": "system", "content": f"rule {i} for Bo"} for i in range(count)), *client]
+            assert got[-1] is client[0]  # the client's own message, not a copy
+            for message in got[:count]:
+                message["content"] = "edited by a hook"
+
+
 def test_store_reloads_changes_and_keeps_the_last_good_file(store_gateway: tuple[str, Path, Recorder],
                                                             caplog: pytest.LogCaptureFixture) -> None:
     chat, folder, recorder = store_gateway
