@@ -19,7 +19,7 @@ import uvicorn
 
 from asgi_llm.callbacks import load_callbacks, load_functions
 from asgi_llm.config import ConfigError, load_config
-from asgi_llm.gateway import CONFIG_ENV
+from asgi_llm.gateway import CONFIG_ENV, load_prompt_store
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         load_callbacks(config.litellm_settings.callbacks, config.path)  # fail here, not in a worker
         for key in ("success_callback", "failure_callback", "input_callback"):
             load_functions(getattr(config.litellm_settings, key), config.path, f"litellm_settings.{key}")
+        if config.prompts.path is not None:
+            load_prompt_store(config)
     except ConfigError as exc:
         print(f"asgi-llm: config error: {exc}", file=sys.stderr)
         return 2

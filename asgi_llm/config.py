@@ -8,6 +8,7 @@ them silently.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -26,6 +27,7 @@ from asgi_llm.config_schema import (
     UpstreamSettings,
     VirtualKey,
 )
+from asgi_llm.litellm_keys import CHECKED
 
 __all__ = [
     "PROVIDERS", "Config", "ConfigError", "GeneralSettings", "LiteLLMParams", "LiteLLMSettings", "ModelEntry",
@@ -56,25 +58,59 @@ def _resolve_env(node: Any, path: str) -> Any:
     return node
 
 
-def _walk_unknown(raw: Any, info: msgspec.inspect.Type, path: str, out: list[str]) -> None:
-    if isinstance(info, msgspec.inspect.StructType) and isinstance(raw, dict):
-        fields = {f.encode_name: f.type for f in info.fields}
-        for key, value in raw.items():
-            where = f"{path}.{key}" if path else str(key)
-            if key not in fields:
-                out.append(where)
-            else:
-                _walk_unknown(value, fields[key], where, out)
-    elif isinstance(info, msgspec.inspect.ListType) and isinstance(raw, list):
-        for i, item in enumerate(raw):
-            _walk_unknown(item, info.item_type, f"{path}[{i}]", out)
+class _Walk:
+    """Sorts the keys the schema does not know: LiteLLM's (warned about) and typos (refused)."""
+
+    def __init__(self) -> None:
+        self.unsupported: list[str] = []
+        self.unknown: list[str] = []  # one line each, with a did-you-mean where there is one
+
+    def struct(self, raw: Any, info: msgspec.inspect.Type, path: str, section: str) -> None:
+        if isinstance(info, msgspec.inspect.StructType) and isinstance(raw, dict):
+            fields = {f.encode_name: f.type for f in info.fields}
+            for key, value in raw.items():
+                where = f"{path}.{key}" if path else str(key)
+                inner = f"{section}.{key}" if section else str(key)
+                if key in fields:
+                    self.struct(value, fields[key], where, inner)
+                else:
+                    self.key(key, where, section, set(fields))
+                    if isinstance(value, dict) and value and CHECKED.get(inner) is not None:  # router_settings
+                        if where in self.unsupported:
+                            self.unsupported.remove(where)  # its keys are listed instead
+                        for child in value:
+                            self.key(child, f"{where}.{child}", inner, set())
+        elif isinstance(info, msgspec.inspect.ListType) and isinstance(raw, list):
+            for i, item in enumerate(raw):
+                self.struct(item, info.item_type, f"{path}[{i}]", f"{section}[]")
+
+    def key(self, key: Any, where: str, section: str, ours: set[str]) -> None:
+        if section not in CHECKED:
+            self.unsupported.append(where)
+            return
+        theirs = CHECKED[section] or frozenset()
+        if key in theirs:
+            self.unsupported.append(where)
+            return
+        close = difflib.get_close_matches(str(key), sorted(ours | theirs), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        self.unknown.append(f"{where}: unknown key{hint}")
+
+
+def check_keys(raw: dict[str, Any]) -> list[str]:
+    """The keys of ``raw`` that neither asgi-llm nor LiteLLM knows would be refused (``ConfigError``,
+    naming the first); return those LiteLLM knows and asgi-llm does not support, as dotted paths."""
+    walk = _Walk()
+    walk.struct(raw, msgspec.inspect.type_info(Config), "", "")
+    if walk.unknown:
+        more = f" (and {len(walk.unknown) - 1} more)" if len(walk.unknown) > 1 else ""
+        raise ConfigError(walk.unknown[0] + more)
+    return walk.unsupported
 
 
 def unsupported_keys(raw: dict[str, Any]) -> list[str]:
-    """Every key in ``raw`` that the ``Config`` schema does not know, as a dotted path."""
-    out: list[str] = []
-    _walk_unknown(raw, msgspec.inspect.type_info(Config), "", out)
-    return out
+    """Every key in ``raw`` that LiteLLM knows and asgi-llm does not support; typos raise ``ConfigError``."""
+    return check_keys(raw)
 
 
 def _check(config: Config) -> None:
@@ -97,6 +133,17 @@ def _check(config: Config) -> None:
         base = entry.litellm_params.api_base
         if base is not None and not base.startswith(("http://", "https://")):
             raise ConfigError(f"`{where}.litellm_params.api_base`: must be an http(s) URL, got {base!r}")
+    if config.prompts.path is not None:
+        found = prompts_path(config)
+        if not os.path.exists(found):
+            raise ConfigError(f"`prompts.path`: {found} does not exist")
+
+
+def prompts_path(config: Config) -> str:
+    """``prompts.path`` as a path: relative to the config file's folder (else the working directory)."""
+    assert config.prompts.path is not None
+    base = os.path.dirname(config.path) if config.path else os.getcwd()
+    return os.path.join(base, config.prompts.path)
 
 
 def parse_config(raw: Any, path: str | None = None) -> Config:
@@ -106,6 +153,7 @@ def parse_config(raw: Any, path: str | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"the config must be a mapping, not {type(raw).__name__}")
     resolved = _resolve_env(raw, "")
+    check_keys(raw)  # a typo stops here, before anything runs
     if isinstance(resolved.get("prompts"), str):  # `prompts: folder/` is short for `prompts: {path: folder/}`
         resolved["prompts"] = {"path": resolved["prompts"]}
     try:
@@ -131,5 +179,6 @@ def load_config(path: str | os.PathLike[str]) -> tuple[Config, list[str]]:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{file} is not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    unsupported = check_keys(raw) if isinstance(raw, dict) else []
     config = parse_config(raw, str(file.resolve()))
-    return config, unsupported_keys(raw or {})
+    return config, unsupported

@@ -7,18 +7,23 @@ strings can fill numbers.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class LiteLLMParams(msgspec.Struct, kw_only=True):
     model: str
     api_base: str | None = None
     api_key: str | None = None
-    timeout: float | None = None
-    stream_timeout: float | None = None
-    max_retries: int | None = None
+    timeout: Positive | None = None
+    stream_timeout: Positive | None = None
+    max_retries: NonNegativeInt | None = None
     mock_response: str | None = None
     # prompt management: defaults for requests to this model (the request body wins)
     prompt_id: str | None = None
@@ -41,40 +46,43 @@ class LiteLLMSettings(msgspec.Struct, kw_only=True):
     success_callback: str | list[str] | None = None  # `module.function` paths: (kwargs, response, start, end)
     failure_callback: str | list[str] | None = None
     input_callback: str | list[str] | None = None  # `module.function` paths: (kwargs)
-    request_timeout: float = 600.0  # LLM answers are slow: LiteLLM's default total timeout
-    stream_timeout: float | None = None  # longest silence inside a stream; None: request_timeout
-    num_retries: int = 0
+    request_timeout: Positive = 600.0  # LLM answers are slow: LiteLLM's default total timeout
+    stream_timeout: Positive | None = None  # longest silence inside a stream; None: request_timeout
+    num_retries: NonNegativeInt = 0
 
 
 class UpstreamSettings(msgspec.Struct, kw_only=True):
     """Our own knobs for the shared upstream connection pool (not a LiteLLM section)."""
 
-    max_connections: int = 1000
-    max_connections_per_host: int = 0  # 0: no per-host cap below max_connections
-    connect_timeout: float = 10.0
-    keepalive_timeout: float = 30.0
-    retry_backoff: float = 0.5  # first retry's wait in seconds, doubled per attempt
-    max_retry_wait: float = 30.0  # cap on any wait, Retry-After included
+    max_connections: NonNegativeInt = 1000  # 0: no cap (aiohttp's meaning)
+    max_connections_per_host: NonNegativeInt = 0  # 0: no per-host cap below max_connections
+    connect_timeout: Positive = 10.0
+    keepalive_timeout: Positive = 30.0
+    retry_backoff: NonNegative = 0.5  # first retry's wait in seconds, doubled per attempt
+    max_retry_wait: NonNegative = 30.0  # cap on any wait, Retry-After included
 
 
 class PromptSettings(msgspec.Struct, kw_only=True):
     """``prompts:`` (asgi-llm's own section): the prompt store folder and prompt caching."""
 
     path: str | None = None  # folder (or file) of prompt YAML, relative to the config file
-    check_interval: float = 1.0  # seconds between checks of the files for changes
-    langfuse_cache_ttl: float = 60.0  # seconds a Langfuse prompt is served before a background refresh
+    check_interval: NonNegative = 1.0  # seconds between checks of the files for changes
+    langfuse_cache_ttl: NonNegative = 60.0  # seconds a Langfuse prompt is served before a background refresh
 
 
 class GeneralSettings(msgspec.Struct, kw_only=True):
     master_key: str | None = None
     enforce_user_param: bool = False
-    moderation_timeout: float | None = None  # seconds to wait for moderation hooks; None: no limit
+    moderation_timeout: Positive | None = None  # seconds to wait for moderation hooks; None: no limit
     moderation_timeout_policy: Literal["fail_closed", "fail_open"] = "fail_closed"
-    max_request_size_mb: float = 32.0
+    max_request_size_mb: Positive = 32.0
+    max_request_header_kb: Positive = 64.0  # all request headers together; past it 431
+    request_body_timeout: Positive = 30.0  # longest pause between a request body's chunks; past it 408
+    max_messages: PositiveInt = 10_000  # messages plus content parts in one chat request; past it 400
     metrics: bool = False  # serve /metrics (Prometheus); protected by master_key when set
     call_headers: bool = False  # x-asgi-llm-call-id/-overhead-ms even without callbacks, metrics or prices
-    log_queue_size: int = 10_000  # logging events waiting for callbacks; when full, the oldest is dropped
-    log_callback_timeout: float = 10.0  # seconds one logging callback may take per event
+    log_queue_size: PositiveInt = 10_000  # logging events waiting for callbacks; when full, the oldest is dropped
+    log_callback_timeout: Positive = 10.0  # seconds one logging callback may take per event
     upstream: UpstreamSettings = msgspec.field(default_factory=UpstreamSettings)
 
 

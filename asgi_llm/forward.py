@@ -66,7 +66,13 @@ def request_headers(dep: Deployment, client: list[tuple[bytes, bytes]], content_
 
 
 def response_headers(resp: aiohttp.ClientResponse, length: int | None) -> list[tuple[bytes, bytes]]:
-    out = [(k.lower(), v) for k, v in resp.raw_headers if k.lower() not in DROPPED_RESPONSE_HEADERS]
+    """The upstream's headers for the client: hop-by-hop ones gone, the fixed set and those the
+    upstream's ``Connection`` header nominates (RFC 9110 7.6.1)."""
+    dropped = DROPPED_RESPONSE_HEADERS
+    nominated = resp.headers.getall("connection", ())
+    if nominated:
+        dropped = dropped | {t.strip().lower().encode("latin-1") for v in nominated for t in v.split(",")}
+    out = [(k.lower(), v) for k, v in resp.raw_headers if k.lower() not in dropped]
     if length is not None:
         out.append((b"content-length", str(length).encode()))
     return out
@@ -171,6 +177,8 @@ class Forwarder:
                 trace.done(None, time.perf_counter())
             return
         data = await resp.read()
+        if resp.status >= 400:  # an error body may echo the key: scrubbed before anyone sees it
+            data = dep.scrubber.data(data)
         if trace is not None:
             trace.done(data, time.perf_counter())
         if resp.status >= 400:

@@ -22,11 +22,11 @@ import aiohttp
 
 from asgi_llm.cache import DualCache
 from asgi_llm.callbacks import load_callbacks, load_functions
-from asgi_llm.config import Config, load_config
+from asgi_llm.config import Config, ConfigError, load_config, prompts_path
 from asgi_llm.cost import prices_of, register_prices
 from asgi_llm.error_layer import Errors
 from asgi_llm.hooks import CustomLogger, overrides
-from asgi_llm.ingest import Ingest
+from asgi_llm.ingest import Ingest, Limits
 from asgi_llm.langfuse import LangfusePrompts
 from asgi_llm.log_queue import LogQueue
 from asgi_llm.log_sinks import LogSinks
@@ -58,7 +58,9 @@ class Gateway:
                  failure_callback: list[Callable[..., Any]] | None = None,
                  input_callback: list[Callable[..., Any]] | None = None) -> None:
         general = config.general_settings
-        limit = int(general.max_request_size_mb * 1024 * 1024)
+        limits = Limits(max_body_bytes=int(general.max_request_size_mb * 1024 * 1024),
+                        max_header_bytes=int(general.max_request_header_kb * 1024),
+                        body_timeout=general.request_body_timeout, max_messages=general.max_messages)
         self.config = config
         self.callbacks = callbacks if callbacks is not None else load_callbacks(
             config.litellm_settings.callbacks, config.path)
@@ -66,8 +68,7 @@ class Gateway:
         self.upstream: UpstreamApp | None = None
         inner: ASGIApp
         if app is None:
-            self.upstream = UpstreamApp(Router(config), settings=general.upstream, max_body_bytes=limit,
-                                        session=session)
+            self.upstream = UpstreamApp(Router(config), settings=general.upstream, limits=limits, session=session)
             inner, self.layers = self.upstream, ["UpstreamApp"]
         else:
             inner, self.layers = Replay(app), ["Replay"]
@@ -90,7 +91,8 @@ class Gateway:
         if general.master_key or config.keys:
             inner = Auth(inner, master_key=general.master_key, keys=config.keys)
             self.layers.insert(0, "Auth")
-        inner = Ingest(inner, max_body_bytes=limit)
+        inner = Ingest(inner, max_body_bytes=limits.max_body_bytes, max_header_bytes=limits.max_header_bytes,
+                       body_timeout=limits.body_timeout, max_messages=limits.max_messages)
         self.app: ASGIApp = Errors(inner, callbacks=self.callbacks)
         self.layers[:0] = ["Errors", "Ingest"]
         self._logging(config, success_callback, failure_callback, input_callback)
@@ -130,8 +132,7 @@ class Gateway:
         managers: list[object] = [cb for cb in self.callbacks if is_manager(cb)]
         self.store: PromptStore | None = None
         if settings.path is not None:
-            base = os.path.dirname(config.path) if config.path else os.getcwd()
-            self.store = PromptStore(os.path.join(base, settings.path), settings.check_interval)
+            self.store = load_prompt_store(config)
             managers.insert(0, self.store)
         upstream = self.upstream
         session = (lambda: upstream.forwarder.session) if upstream is not None else None
@@ -153,6 +154,14 @@ class Gateway:
         await self.langfuse.aclose()
         if self.upstream is not None:
             await self.upstream.aclose()
+
+
+def load_prompt_store(config: Config) -> PromptStore:
+    """The config's prompt store, loaded now: a broken prompt file stops start-up (``ConfigError``)."""
+    store = PromptStore(prompts_path(config), config.prompts.check_interval)
+    for file, why in store.broken.items():
+        raise ConfigError(f"`prompts.path`: prompt file {file} is broken: {why}")
+    return store
 
 
 def create_app(config_path: str | os.PathLike[str], *, warn: bool = True) -> Gateway:

@@ -1,27 +1,33 @@
 """``Ingest``: read, decode and validate an LLM request body once, for the whole stack.
 
+Every HTTP request's headers are held to ``max_header_bytes`` in all (431 past it).
 For a POST to a JSON LLM route it reads the body (413 past ``max_body_bytes``, with
-the read stopped at the limit), decodes it with one module-level msgspec decoder,
-validates the fields we act on (400 naming the field), and stores a
-``RequestContext``. Inner layers get a ``receive`` that replays the (possibly
+the read stopped at the limit; 408 when the client pauses longer than
+``body_timeout`` between chunks), decodes it with one module-level msgspec decoder,
+validates the fields we act on (400 naming the field; at most ``max_messages``
+messages and content parts), and stores a ``RequestContext``. Inner layers get a ``receive`` that replays the (possibly
 changed) body once, then delivers ``http.disconnect``. Multipart routes get a
 context without a body and keep their stream; everything else passes untouched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
 
+from asgi_llm.body_timeout import BodyTimeout
 from asgi_llm.context import RequestContext, replay_receive, set_context
 from asgi_llm.errors import GatewayError
 from asgi_llm.routes import Route, match_route
-from asgi_llm.schema import validate
-from asgi_llm.types import ASGIApp, Receive, Scope, Send
+from asgi_llm.schema import DEFAULT_MAX_MESSAGES, validate
+from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 
 _decode = msgspec.json.Decoder().decode
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
+DEFAULT_MAX_HEADERS = 64 * 1024
+DEFAULT_BODY_TIMEOUT = 30.0
 
 
 class ClientDisconnected(Exception):
@@ -51,12 +57,30 @@ def too_large(limit: int) -> GatewayError:
                         "(general_settings.max_request_size_mb).", code="request_too_large")
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to pass ``limit``."""
+def headers_too_large(scope: Scope, limit: int) -> GatewayError | None:
+    """431 when the request's header names and values add up to more than ``limit`` bytes."""
+    size = 0
+    for name, value in scope["headers"]:
+        size += len(name) + len(value)
+    if size <= limit:
+        return None
+    return GatewayError(431, f"Request headers total {size} bytes, more than the limit of {limit} "
+                        "(general_settings.max_request_header_kb).", code="request_headers_too_large",
+                        type="invalid_request_error", headers={"connection": "close"})
+
+
+def _untimed(receive: Receive) -> Awaitable[Message]:
+    return receive()
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int, timeouts: BodyTimeout | None = None) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to pass ``limit``; 408 when a chunk
+    is later than ``timeouts`` allows."""
     declared = _content_length(scope)
     if declared is not None and declared > limit:
         raise too_large(limit)
-    message = await receive()
+    timed = timeouts.receive if timeouts is not None else _untimed
+    message = await timed(receive)
     if message["type"] == "http.disconnect":
         raise ClientDisconnected
     body: bytes = message.get("body", b"")
@@ -65,7 +89,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     chunks = [body]
     size = len(body)
     while message.get("more_body", False):
-        message = await receive()
+        message = await timed(receive)
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
         chunk = message.get("body", b"")
@@ -78,7 +102,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_body(raw: bytes, route: Route) -> tuple[dict[str, Any], bool]:
+def parse_body(raw: bytes, route: Route, max_messages: int = DEFAULT_MAX_MESSAGES) -> tuple[dict[str, Any], bool]:
     """Decode and validate a JSON body; return it and its ``stream`` flag."""
     if not raw.strip():
         raise GatewayError(400, "Request body is empty; expected a JSON object.", code="invalid_json")
@@ -93,39 +117,62 @@ def parse_body(raw: bytes, route: Route) -> tuple[dict[str, Any], bool]:
     if not isinstance(body, dict):
         raise GatewayError(400, f"Request body must be a JSON object, not {type(body).__name__}.",
                            code="invalid_json")
-    return body, validate(body, route.call_type)
+    return body, validate(body, route.call_type, max_messages)
 
 
-async def ingest(scope: Scope, receive: Receive, route: Route, limit: int) -> RequestContext:
+class Limits:
+    """What one request may send: body size, header size, pause between body chunks, messages."""
+
+    __slots__ = ("body_timeout", "max_body_bytes", "max_header_bytes", "max_messages", "timeouts")
+
+    def __init__(self, *, max_body_bytes: int = DEFAULT_MAX_BODY, max_header_bytes: int = DEFAULT_MAX_HEADERS,
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT, max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+        self.body_timeout = body_timeout
+        self.max_messages = max_messages
+        self.timeouts = BodyTimeout(body_timeout)
+
+
+async def ingest(scope: Scope, receive: Receive, route: Route, limits: Limits) -> RequestContext:
     """Build the request's context from the wire (shared by ``Ingest`` and the terminal app)."""
     if route.body == "multipart":
         return RequestContext(route, None, None, stream=False)
     if not _json_content_type(scope):
         raise GatewayError(415, f"{route.path} takes a JSON body (Content-Type: application/json).",
                            code="unsupported_media_type")
-    raw = await read_body(scope, receive, limit)
-    body, stream = parse_body(raw, route)
+    raw = await read_body(scope, receive, limits.max_body_bytes, limits.timeouts)
+    body, stream = parse_body(raw, route, limits.max_messages)
     return RequestContext(route, raw, body, stream)
 
 
 class Ingest:
     """The first LLM layer: one parse per request, stored for every layer after it."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int = DEFAULT_MAX_BODY,
+                 max_header_bytes: int = DEFAULT_MAX_HEADERS, body_timeout: float = DEFAULT_BODY_TIMEOUT,
+                 max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.limits = Limits(max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
+                             body_timeout=body_timeout, max_messages=max_messages)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = match_route(scope) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused = headers_too_large(scope, self.limits.max_header_bytes)
+        if refused is not None:
+            raise refused
+        route = match_route(scope)
         if route is None:
             await self.app(scope, receive, send)
             return
         try:
-            ctx = await ingest(scope, receive, route, self.max_body_bytes)
+            ctx = await ingest(scope, receive, route, self.limits)
         except ClientDisconnected:
             return
         set_context(scope, ctx)
-        if route.body == "multipart":
-            await self.app(scope, receive, send)
+        if route.body == "multipart":  # the upload streams through: its reads get the deadline
+            await self.app(scope, self.limits.timeouts.bind(receive), send)
         else:
             await self.app(scope, replay_receive(ctx, receive), send)

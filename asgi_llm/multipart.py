@@ -15,7 +15,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from asgi_llm.errors import GatewayError
 from asgi_llm.ingest import ClientDisconnected, too_large
-from asgi_llm.types import Receive, Scope
+from asgi_llm.types import Message, Receive, Scope
 
 SNIFF_LIMIT = 1024 * 1024  # how far into an upload `model` may stand
 
@@ -117,3 +117,17 @@ async def rest_of_body(first: list[bytes], more: bool, receive: Receive, limit: 
             raise too_large(limit)
         yield chunk
     done.set()
+
+
+async def upload_model(scope: Scope, receive: Receive) -> tuple[str | None, Receive]:
+    """For a layer that must know an upload's ``model`` before the terminal app does: read until
+    it is known, and hand back a ``receive`` that gives what was read, then the rest as it comes."""
+    model, chunks, more = await sniff_model(scope, receive)
+    read = [b"".join(chunks)]
+
+    async def replay() -> Message:
+        if read:
+            return {"type": "http.request", "body": read.pop(), "more_body": more}
+        return await receive()
+
+    return model, replay

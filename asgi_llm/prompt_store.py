@@ -42,8 +42,11 @@ class PromptStore(CustomPromptManagement):
         self._by_file: dict[Path, dict[str, list[Compiled]]] = {}
         self.prompts: dict[str, list[Compiled]] = {}
         self.defaults: dict[str, Compiled] = {}  # per id: the `production` version, else the newest
+        self.broken: dict[Path, str] = {}  # files that failed their last read, and why (start-up refuses them)
         self._checked = 0.0
+        self._started = False
         self.refresh(force=True)
+        self._started = True
 
     @property
     def integration_name(self) -> str:
@@ -86,8 +89,11 @@ class PromptStore(CustomPromptManagement):
                       for p in prompts}
         except (OSError, yaml.YAMLError, msgspec.ValidationError, ValueError) as exc:
             kept = "keeping its last good version" if file in self._by_file else "no prompts loaded from it"
-            log.error("prompt file %s is broken (%s); %s", file, exc, kept)
+            if self._started:  # at start-up whoever made the store reports `broken` (the gateway refuses it)
+                log.error("prompt file %s is broken (%s); %s", file, exc, kept)
+            self.broken[file] = " ".join(str(exc).split())
             return
+        self.broken.pop(file, None)
         self._by_file[file] = loaded
 
     def lookup(self, prompt_id: str, version: Any = None, label: str | None = None,

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from asgi_llm.config import Config, ModelEntry
 from asgi_llm.cost import prices_of
 from asgi_llm.errors import GatewayError
+from asgi_llm.scrub import Scrubber
 
 OPENAI_BASE = "https://api.openai.com/v1"
 
@@ -28,7 +29,7 @@ class Deployment:
     """One resolved ``model_list`` entry, ready to call."""
 
     __slots__ = ("api_base", "api_key", "label", "masked_key", "mock_response", "model", "model_info", "model_name",
-                 "prices", "prompt", "provider", "retries", "stream_timeout", "timeout")
+                 "prices", "prompt", "provider", "retries", "scrubber", "stream_timeout", "timeout")
 
     def __init__(self, entry: ModelEntry, config: Config) -> None:
         params = entry.litellm_params
@@ -45,6 +46,7 @@ class Deployment:
         self.prices = prices_of(entry.model_info)
         self.label = f"{self.provider}/{self.model}"  # what logs call the deployment
         self.masked_key = mask_key(self.api_key)
+        self.scrubber = Scrubber([self.api_key])  # what an upstream's error text must not carry back
         prompt_keys = ("prompt_id", "prompt_variables", "prompt_label", "prompt_version", "langfuse_public_key",
                        "langfuse_secret_key", "langfuse_host")
         self.prompt = {k: getattr(params, k) for k in prompt_keys if getattr(params, k) is not None}

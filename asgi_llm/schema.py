@@ -15,11 +15,13 @@ import msgspec
 from asgi_llm.errors import GatewayError
 
 Role = Literal["system", "user", "assistant", "tool", "function", "developer"]
+DEFAULT_MAX_MESSAGES = 10_000
+ContentPart = str | dict[str, Any]  # a content part object ({"type": "text", ...}), or plain text
 
 
 class Message(msgspec.Struct):
     role: Role
-    content: str | list[Any] | None = None
+    content: str | list[ContentPart] | None = None
 
 
 class ModelRequest(msgspec.Struct):
@@ -79,11 +81,30 @@ def param_of(message: str) -> str | None:
     return base or None
 
 
-def validate(body: dict[str, Any], call_type: str) -> bool:
+def _too_many(body: dict[str, Any], limit: int) -> None:
+    """400 when a chat body holds more than ``limit`` messages, or content parts in all."""
+    messages = body.get("messages")
+    if type(messages) is not list:
+        return  # the schema says what is wrong with it
+    count = len(messages)
+    if count <= limit:
+        for message in messages:
+            content = message.get("content") if type(message) is dict else None
+            if type(content) is list:
+                count += len(content)
+        if count <= limit:
+            return
+    raise GatewayError(400, f"Invalid request: more than {limit} messages and content parts in all (at `messages`; "
+                       "general_settings.max_messages).", param="messages", code="too_many_messages")
+
+
+def validate(body: dict[str, Any], call_type: str, max_messages: int = DEFAULT_MAX_MESSAGES) -> bool:
     """Check the fields we act on; return ``stream``. Raise a 400 naming the field."""
     schema = SCHEMAS.get(call_type, ModelRequest)
     if schema is ChatRequest and "prompt_id" in body:
         schema = PromptChatRequest
+    if schema is ChatRequest or schema is PromptChatRequest:
+        _too_many(body, max_messages)  # before the schema walks them all
     try:
         view = msgspec.convert(body, schema)
     except msgspec.ValidationError as exc:

@@ -25,7 +25,7 @@ from asgi_llm.config import UpstreamSettings
 from asgi_llm.context import RequestContext, get_context, set_context
 from asgi_llm.errors import GatewayError
 from asgi_llm.forward import Forwarder, request_headers, upstream_body
-from asgi_llm.ingest import DEFAULT_MAX_BODY, ClientDisconnected, ingest
+from asgi_llm.ingest import DEFAULT_MAX_BODY, ClientDisconnected, Limits, ingest
 from asgi_llm.multipart import rest_of_body, sniff_model
 from asgi_llm.router import Router
 from asgi_llm.routes import local_path, match_route
@@ -50,9 +50,11 @@ class UpstreamApp:
     """The forwarding app; ``session`` may be injected (it is then not closed here)."""
 
     def __init__(self, router: Router, *, settings: UpstreamSettings | None = None,
-                 max_body_bytes: int = DEFAULT_MAX_BODY, session: aiohttp.ClientSession | None = None) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY, session: aiohttp.ClientSession | None = None,
+                 limits: Limits | None = None) -> None:
         self.router = router
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits if limits is not None else Limits(max_body_bytes=max_body_bytes)
+        self.max_body_bytes = self.limits.max_body_bytes
         self.forwarder = Forwarder(settings or UpstreamSettings(), session)
         models = [{"id": n, "object": "model", "created": 0, "owned_by": "asgi-llm"} for n in router.names]
         self._models = _encode({"object": "list", "data": models})
@@ -86,7 +88,7 @@ class UpstreamApp:
             return
         try:
             if ctx is None:
-                ctx = await ingest(scope, receive, route, self.max_body_bytes)
+                ctx = await ingest(scope, receive, route, self.limits)
                 set_context(scope, ctx)
             if ctx.body is None:
                 await self.forward_upload(ctx, scope, receive, send)

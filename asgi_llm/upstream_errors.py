@@ -1,8 +1,11 @@
 """What the client gets when the upstream fails: its own error, or ours for transport failures.
 
 Upstream 4xx/5xx keep their status and the upstream's OpenAI error fields (missing
-ones filled in); a body that is not an OpenAI error is wrapped in one. Timeouts are
-504, every other transport failure 502. Messages name the model, never a URL or key.
+ones filled in); a body that is not an OpenAI error is wrapped in one. An upstream
+401/403 is the gateway's misconfiguration, not the client's: it becomes a 502 naming
+the deployment. Every text taken from the upstream is scrubbed of the deployment's
+key first (``Scrubber``). Timeouts are 504, every other transport failure 502.
+Messages name the model, never a URL or key.
 """
 
 from __future__ import annotations
@@ -18,14 +21,21 @@ _decode = msgspec.json.decode
 
 def upstream_error(status: int, data: bytes, dep: Deployment, headers: dict[str, str]) -> GatewayError:
     """The client's error for an upstream 4xx/5xx: the upstream's own fields where it sent an
-    OpenAI error body (missing ones filled in), else its text wrapped in one."""
+    OpenAI error body (missing ones filled in), else its text wrapped in one; ``data`` is
+    already scrubbed of the deployment's key."""
     try:
         parsed = _decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         parsed = None
-    error = parsed.get("error") if isinstance(parsed, dict) else None
+    error = dep.scrubber.value(parsed.get("error")) if isinstance(parsed, dict) else None  # JSON escapes too
     if isinstance(error, str):
         error = {"message": error}
+    if status in (401, 403):
+        said = error.get("message") if isinstance(error, dict) else None
+        detail = said if isinstance(said, str) else data[:200].decode("utf-8", "replace").strip()
+        return GatewayError(502, f"Upstream for model {dep.model_name!r} (deployment {dep.label}) refused the "
+                            f"gateway's credentials ({status}): {detail or '(empty body)'}. Check the deployment's "
+                            "api_key.", code="upstream_auth_failed")
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         err = GatewayError(status, error["message"], param=error.get("param"), headers=headers,
                            type=error.get("type") if isinstance(error.get("type"), str) else None)

@@ -6,7 +6,10 @@ the master key or one of the virtual ``keys`` (stored only as sha256 digests). A
 missing or unknown key gets 401 before anything else runs; a virtual key calling a
 model outside its ``models`` gets 403. The master key is compared in constant time
 over digests; virtual keys are found by their digest, so no key is ever held in
-memory or compared as text. The caller is stored on the request context as
+memory or compared as text. An ``Authorization`` header with another scheme than
+``Bearer`` gets a 401 saying so. For a multipart upload the form's ``model`` is read
+(without buffering the upload) before anything goes on, so a key's ``models`` holds
+there too. The caller is stored on the request context as
 ``UserAPIKeyAuth`` with the key's hash, never the key, and the key itself is never
 forwarded (the terminal app sends only the deployment's key).
 """
@@ -29,6 +32,8 @@ from asgi_llm import (
     get_context,
     local_path,
 )
+from asgi_llm.ingest import ClientDisconnected
+from asgi_llm.multipart import upload_model
 
 OPEN_PATHS = frozenset({"/health/liveliness", "/health/readiness", "/health/liveness"})
 
@@ -39,16 +44,29 @@ def hash_key(key: str) -> str:
 
 
 def presented_key(scope: Scope) -> str | None:
-    """The key the client sent: ``Authorization: Bearer`` first, then ``api-key``."""
+    """The key the client sent: ``Authorization: Bearer`` first, then ``api-key``. An
+    ``Authorization`` header of another scheme, with no ``api-key``, gets a 401 that says so."""
     api_key = None
+    wrong_scheme = False
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
+            scheme, _, token = bytes(value).decode("latin-1").strip().partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
+            wrong_scheme = True
         elif name == b"api-key":
             api_key = bytes(value).decode("latin-1").strip()
+    if not api_key and wrong_scheme:
+        raise GatewayError(401, "Malformed Authorization header: send the key as 'Authorization: Bearer <key>' "
+                           "(the 'Bearer' scheme is required).", code="invalid_auth_scheme")
     return api_key or None
+
+
+def check_model(key: VirtualKey, model: str | None) -> None:
+    """403 when ``key`` is limited to some models and ``model`` is not one of them."""
+    if key.models and model is not None and model not in key.models:
+        raise GatewayError(403, f"This key may not use model {model!r}; it may use: {', '.join(key.models)}.",
+                           param="model", code="model_not_allowed")
 
 
 class Auth:
@@ -78,6 +96,15 @@ class Auth:
         ctx = get_context(scope)
         if ctx is not None:
             ctx.auth = self.caller(ctx, digest.hex(), virtual, scope["path"])
+            if ctx.body is None and virtual is not None and virtual.models:  # an upload: its model is in the form
+                try:
+                    model, receive = await upload_model(scope, receive)
+                except ClientDisconnected:
+                    return
+                if model is None:
+                    raise GatewayError(400, "Multipart body has no `model` field before the file.", param="model",
+                                       code="missing_model")
+                check_model(virtual, model)
         await self.app(scope, receive, send)
 
     @staticmethod
@@ -85,10 +112,7 @@ class Auth:
         if key is None:
             return UserAPIKeyAuth(api_key=key_hash, key_alias="master_key", user_id="default_user_id",
                                   end_user_id=ctx.end_user, request_route=route)
-        model = ctx.model
-        if key.models and model is not None and model not in key.models:
-            raise GatewayError(403, f"This key may not use model {model!r}; it may use: {', '.join(key.models)}.",
-                               param="model", code="model_not_allowed")
+        check_model(key, ctx.model)
         return UserAPIKeyAuth(api_key=key_hash, key_alias=key.key_alias, user_id=key.user_id, team_id=key.team_id,
                               end_user_id=ctx.end_user, metadata=dict(key.metadata), models=list(key.models),
                               rpm_limit=key.rpm_limit, tpm_limit=key.tpm_limit,

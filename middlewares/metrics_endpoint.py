@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable
 
 from asgi_llm import ASGIApp, GatewayError, GatewayMetrics, Receive, Scope, Send, local_path, send_json_error
 from middlewares.auth import presented_key
@@ -28,12 +27,11 @@ class MetricsEndpoint:
         self.path = path
         self._master = hashlib.sha256(master_key.encode()).digest() if master_key else None
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """Not a coroutine itself: every other request is handed on as the app below's awaitable, so
-        this layer adds no frame to a call (each resume of a stream would pass through it)."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].endswith(self.path) or local_path(scope) != self.path:
-            return self.app(scope, receive, send)
-        return self._serve(scope, send)
+            await self.app(scope, receive, send)
+            return
+        await self._serve(scope, send)
 
     async def _serve(self, scope: Scope, send: Send) -> None:
         refused = self.refusal(scope)
@@ -50,7 +48,10 @@ class MetricsEndpoint:
             return GatewayError(405, f"{self.path} takes GET.", code="method_not_allowed")
         if self._master is None:
             return None
-        key = presented_key(scope)
+        try:
+            key = presented_key(scope)
+        except GatewayError as refused:  # this layer sits outside Errors: it answers its own refusals
+            return refused
         if key is None:
             return GatewayError(401, "Missing API key: /metrics needs the master key.", code="missing_api_key")
         if not hmac.compare_digest(hashlib.sha256(key.encode()).digest(), self._master):

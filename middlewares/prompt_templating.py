@@ -62,20 +62,13 @@ class PromptTemplating:
         if langfuse is not None:
             self.by_name.setdefault("langfuse", langfuse)
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """A plain function handing back the app's awaitable: the store answers without a pause, so
-        only another manager (awaited, or run in a thread) costs a coroutine of this layer's own."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = get_context(scope) if scope["type"] == "http" else None
         if ctx is not None and ctx.body is not None and ctx.call_type == "completion":
-            pending = self.apply(ctx)
+            pending = self.apply(ctx)  # the store answers in place; another manager is awaited
             if pending is not None:
-                return self._managed(pending, ctx, scope, receive, send)
-        return self.app(scope, receive, send)
-
-    async def _managed(self, pending: Awaitable[tuple[str, list[Any], dict[str, Any]]], ctx: RequestContext,
-                       scope: Scope, receive: Receive, send: Send) -> None:
-        model, messages, params = await pending
-        self._use(ctx, model, messages, params)
+                model, messages, params = await pending
+                self._use(ctx, model, messages, params)
         await self.app(scope, receive, send)
 
     def select(self, model: object) -> tuple[Any, str, dict[str, Any], dict[str, Any]]:
