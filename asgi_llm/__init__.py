@@ -39,11 +39,23 @@ from asgi_llm.prompts import (
 from asgi_llm.reject import send_rejection
 from asgi_llm.replay import Replay
 from asgi_llm.response import LazyObj, Obj, ObjList, unwrap, wrap
+from asgi_llm.response_types import (
+    Choices,
+    Delta,
+    EmbeddingResponse,
+    Message,
+    ModelResponse,
+    ModelResponseStream,
+    StreamingChoices,
+    TextCompletionResponse,
+    Usage,
+)
 from asgi_llm.router import Deployment, Router, mask_key
 from asgi_llm.routes import LLM_ROUTES, Route, local_path, match_route
 from asgi_llm.sse import SSEDecoder, SSEEvent, is_sse, whole_events
 from asgi_llm.trace import TRACE_KEY, UpstreamTrace, get_trace, set_trace
-from asgi_llm.types import DONE, ASGIApp, Message, Receive, Scope, Send
+from asgi_llm.types import DONE, ASGIApp, Receive, Scope, Send
+from asgi_llm.types import Message as ASGIMessage
 from asgi_llm.upstream import UpstreamApp
 from asgi_llm.usage_tap import UsageTap, traced_send
 
@@ -58,7 +70,9 @@ __all__ = [
     "CONTEXT_KEY", "DONE", "LLM_ROUTES", "ASGIApp", "AllMessageValues", "Config", "ConfigError", "CustomLogger",
     "CustomPromptManagement", "Deployment", "DualCache", "LangfusePrompts", "PromptManagementBase", "PromptStore",
     "StandardCallbackDynamicParams", "accepts", "is_manager", "manager_name", "run_manager",
-    "Errors", "Gateway", "GatewayError", "Ingest", "Message", "Obj", "ObjList", "Receive", "Replay",
+    "Errors", "Gateway", "GatewayError", "Ingest", "Message", "ASGIMessage", "Choices", "Delta",
+    "EmbeddingResponse", "ModelResponse", "ModelResponseStream", "StreamingChoices", "TextCompletionResponse", "Usage",
+    "Obj", "ObjList", "Receive", "Replay",
     "RequestContext", "Route", "Router", "SSEDecoder", "SSEEvent", "Scope", "Send", "UpstreamApp", "UserAPIKeyAuth",
     "VirtualKey", "chunk_text", "create_app", "detail_message", "get_context", "get_formatted_prompt",
     "load_callbacks", "load_config",

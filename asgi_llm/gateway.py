@@ -3,8 +3,12 @@
 This is the one module of ``asgi_llm`` allowed to import ``middlewares``. The
 order is a contract (request-side outer to inner, response-side inner to outer)::
 
-    MetricsEndpoint -> CallLogging -> Errors -> Ingest -> Auth -> EnforceUserParam -> PromptTemplating
-           -> CallHooks -> Moderation -> StreamHooks -> UpstreamApp (or Replay(app))
+    MetricsEndpoint -> CallLogging -> Errors -> Ingest -> Auth -> EnforceUserParam -> CallHooks
+           -> PromptTemplating -> Moderation -> StreamHooks -> UpstreamApp (or Replay(app))
+
+Pre-call hooks run before prompt management, as in LiteLLM (whose proxy runs
+``async_pre_call_hook`` before the completion call, where prompts are rendered): a
+hook sees, and may change, ``prompt_id`` and ``prompt_variables``.
 
 A layer whose setting is off (no keys, no callbacks, no metrics, prices or ``call_headers``...)
 is left out, so it costs nothing.
@@ -71,7 +75,7 @@ class Gateway:
             self.upstream = UpstreamApp(Router(config), settings=general.upstream, limits=limits, session=session)
             inner, self.layers = self.upstream, ["UpstreamApp"]
         else:
-            inner, self.layers = Replay(app), ["Replay"]
+            inner, self.layers = Replay(app, router=Router(config)), ["Replay"]
         if any(overrides(cb, h) for cb in self.callbacks
                for h in ("async_post_call_streaming_iterator_hook", "async_post_call_streaming_hook")):
             inner = StreamHooks(inner, callbacks=self.callbacks)
@@ -80,11 +84,11 @@ class Gateway:
             inner = Moderation(inner, callbacks=self.callbacks, timeout=general.moderation_timeout,
                                policy=general.moderation_timeout_policy)
             self.layers.insert(0, "Moderation")
+        inner = self._prompts(config, inner)  # inside CallHooks: LiteLLM renders prompts in the completion call
         if any(overrides(cb, h) for cb in self.callbacks
                for h in ("async_pre_call_hook", "async_post_call_success_hook")):
             inner = CallHooks(inner, callbacks=self.callbacks, cache=self.cache)
             self.layers.insert(0, "CallHooks")
-        inner = self._prompts(config, inner)
         if general.enforce_user_param:
             inner = EnforceUserParam(inner)
             self.layers.insert(0, "EnforceUserParam")

@@ -10,7 +10,6 @@ logging queue's workers.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 import traceback
@@ -28,14 +27,14 @@ from asgi_llm.routes import Route
 from asgi_llm.trace import UpstreamTrace
 from asgi_llm.types import Scope
 
-_PREFIX = os.urandom(8).hex()  # unique per process, so ids from several workers never collide
-_counter = itertools.count(1)
 _decode = msgspec.json.decode
 _fromtimestamp = datetime.fromtimestamp
 
 
 def new_call_id() -> str:
-    return f"{_PREFIX}{next(_counter):016x}"
+    """128 random bits as hex: unique across workers and instances, and not guessable from another id
+    (ids reach clients in ``x-asgi-llm-call-id`` and logs)."""
+    return os.urandom(16).hex()
 
 
 class CallRecord(UpstreamTrace):
@@ -89,6 +88,20 @@ class CallRecord(UpstreamTrace):
                 except msgspec.DecodeError:
                     self._response = raw.decode("utf-8", "replace")
         return self._response
+
+    def complete_response(self) -> Any:
+        """What callbacks get as the response: ``response()``, and for a stream, the assembled
+        completion carries the call's usage: the upstream's (even when the client did not ask for
+        the usage chunk), else the estimate, flagged ``"estimated": true``."""
+        response = self.response()
+        if self.sse and isinstance(response, dict) and response.get("usage") is None and self.prompt_tokens is not None:
+            if isinstance(self.usage, dict):
+                response["usage"] = self.usage
+            else:
+                prompt, completion = self.prompt_tokens, self.completion_tokens
+                response["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                     "total_tokens": prompt + completion, "estimated": self.estimated}
+        return response
 
     def settle_usage(self, body: bytes | None = None) -> None:
         """Tokens and cost, once: from the upstream's ``usage`` (a reply's or a stream's usage chunk),

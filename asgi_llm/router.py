@@ -74,6 +74,11 @@ class Router:
         group = self._groups.get(model)
         return group[0] if group else None
 
+    def check(self, model: str | None) -> None:
+        """404 naming the configured models unless ``model`` is one of them."""
+        if model is None or model not in self._groups:
+            raise self.unknown(model)
+
     def pick(self, model: str | None) -> Deployment:
         if model is not None:
             found = self._single.get(model)
@@ -82,6 +87,9 @@ class Router:
             cycle = self._cycles.get(model)
             if cycle is not None:
                 return next(cycle)
+        raise self.unknown(model)
+
+    def unknown(self, model: str | None) -> GatewayError:
         shown = ", ".join(self.names[:50]) + (", ..." if len(self.names) > 50 else "")
-        raise GatewayError(404, f"Model {model!r} is not configured on this gateway. Configured models: {shown}.",
-                           param="model", code="model_not_found")
+        return GatewayError(404, f"Model {model!r} is not configured on this gateway. Configured models: {shown}.",
+                            param="model", code="model_not_found")

@@ -29,7 +29,6 @@ from asgi_llm import (
     ASGIApp,
     CustomLogger,
     DualCache,
-    Message,
     Receive,
     RequestContext,
     Scope,
@@ -41,6 +40,7 @@ from asgi_llm import (
     with_hook,
     wrap,
 )
+from asgi_llm.types import Message
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode

@@ -35,7 +35,6 @@ from asgi_llm import (
     LazyObj,
     LogQueue,
     LogSinks,
-    Message,
     Receive,
     Scope,
     Send,
@@ -46,6 +45,7 @@ from asgi_llm import (
     standard_logging_object,
     wrap,
 )
+from asgi_llm.types import Message
 
 log = logging.getLogger("asgi_llm.logging")
 Args = tuple[dict[str, Any], Any, Any, Any]
@@ -168,7 +168,7 @@ class CallLogging:
         kwargs = rec.kwargs("failed_api_call" if failed else "successful_api_call")
         kwargs["standard_logging_object"] = standard_logging_object(rec, kwargs, failed)
         # parsed (or, for a stream, assembled) only if a callback looks at it
-        response = None if failed else LazyObj(rec.response)
+        response = None if failed else LazyObj(rec.complete_response)
         if "complete_streaming_response" in kwargs:
             kwargs["complete_streaming_response"] = response
         return kwargs, response, kwargs["start_time"], kwargs["end_time"]

@@ -31,7 +31,6 @@ from asgi_llm import (
     ASGIApp,
     CustomLogger,
     GatewayError,
-    Message,
     Receive,
     RequestContext,
     Scope,
@@ -39,6 +38,7 @@ from asgi_llm import (
     get_context,
     with_hook,
 )
+from asgi_llm.types import Message
 
 log = logging.getLogger("asgi_llm.moderation")
 _copy = msgspec.json.Decoder().decode

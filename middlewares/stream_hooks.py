@@ -9,9 +9,11 @@ Contract, for streaming requests whose answer is ``text/event-stream``:
   chunk with the text so far: ``None`` keeps the chunk, a returned chunk replaces it,
   raising ends the stream;
 - ``data: [DONE]`` is sent after the last chunk; comments and keep-alives pass as they come;
-- the response start is sent with the first output, so a hook that raises before anything
-  went out gets a real status as JSON (rendered by ``Errors``); after that the stream ends
-  with an SSE error event and ``[DONE]``. A failing hook cancels the upstream call. The
+- the response start is sent with the first output, so a hook that raises before it
+  accepted any chunk gets a real status as JSON (rendered by ``Errors``); once a chunk
+  was accepted, the accepted chunks reach the client first (even those of the same
+  network read) and the stream ends with an SSE error event and ``[DONE]``. A failing
+  hook cancels the upstream call. The
   upstream is read through a bounded queue (backpressure holds).
 
 Output is one write per network read. Per-chunk hooks alone read whole LF events raw.
@@ -28,7 +30,6 @@ import msgspec
 from asgi_llm import (
     ASGIApp,
     CustomLogger,
-    Message,
     Receive,
     RequestContext,
     Scope,
@@ -44,6 +45,7 @@ from asgi_llm import (
     with_hook,
     wrap,
 )
+from asgi_llm.types import Message
 
 _encode = msgspec.json.Encoder().encode
 _END = object()
@@ -64,6 +66,12 @@ class _Stream:
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=16)  # batches: one per network read
         self.decoder, self.done, self.text = SSEDecoder(), False, ""  # text: served so far, for per-chunk hooks
         self.out: list[bytes] = []
+        self.accepted = False  # a chunk passed the hooks: a later failure ends the stream, not the status
+
+    async def fail(self) -> None:
+        """A hook failed: what the hooks accepted goes out before the error does."""
+        if self.accepted:
+            await self.flush()
 
     async def flush(self, more: bool = True) -> None:
         if not self.out and more:
@@ -135,7 +143,6 @@ class StreamHooks:
     async def inline(self, stream: _Stream, pairs: list[tuple[bytes, bytes]], auth: UserAPIKeyAuth,
                      more: bool) -> None:
         """Per-chunk hooks over ``(raw, payload)`` events; unchanged events go out as their bytes."""
-        hooks = self.per_chunk
         for raw, payload in pairs:
             if payload == b"[DONE]":
                 stream.done = True
@@ -143,14 +150,13 @@ class StreamHooks:
             if payload[:1] not in (b"{", b"["):  # comments, keep-alives, anything not JSON
                 stream.out.append(raw)
                 continue
-            stream.text += raw_chunk_text(payload)
-            replaced = None
-            for callback in hooks:  # inline, not per_chunk_hooks(): one coroutine less per event
-                result = await callback.async_post_call_streaming_hook(user_api_key_dict=auth,
-                                                                       response=stream.text)
-                if result is not None:
-                    replaced = unwrap(result)
+            try:
+                replaced = await self.per_chunk_hooks(stream, raw_chunk_text(payload), auth)
+            except Exception:
+                await stream.fail()
+                raise
             stream.out.append(raw if replaced is None else b"data: " + _encode(replaced) + b"\n\n")
+            stream.accepted = True
         if not more and stream.done:
             stream.out.append(DONE)
         await stream.flush(more)
@@ -187,10 +193,15 @@ class StreamHooks:
                                                                       request_data=ctx.body or {})
             if callback is not self.iterators[-1]:
                 chunks = _as_objects(chunks)
-        async for chunk in chunks:
-            data = unwrap(chunk)
-            replaced = await self.per_chunk_hooks(stream, chunk_text(data), auth)
-            stream.out.append(b"data: " + _encode(data if replaced is None else replaced) + b"\n\n")
+        try:
+            async for chunk in chunks:
+                data = unwrap(chunk)
+                replaced = await self.per_chunk_hooks(stream, chunk_text(data), auth)
+                stream.out.append(b"data: " + _encode(data if replaced is None else replaced) + b"\n\n")
+                stream.accepted = True
+        except Exception:
+            await stream.fail()
+            raise
         if stream.done:
             stream.out.append(DONE)
         await stream.flush(more=False)

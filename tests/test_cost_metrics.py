@@ -84,7 +84,8 @@ def test_streams_ask_for_usage_and_hide_it_unless_asked(upstream: Upstream,
     (_, _, kwargs, _), = cb.wait_for("fn", "success")
     assert kwargs["response_cost"] == pytest.approx(STREAM_USAGE["prompt_tokens"] * IN
                                                     + STREAM_USAGE["completion_tokens"] * OUT)
-    assert kwargs["complete_streaming_response"]["usage"] is None  # the client was served no usage
+    # the client was served no usage chunk, yet callbacks see the upstream's usage in the assembled response
+    assert kwargs["complete_streaming_response"]["usage"] == STREAM_USAGE
 
     cb.EVENTS.clear()
     asked = post(base, ask(stream=True, stream_options={"include_usage": True}))

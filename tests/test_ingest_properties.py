@@ -10,8 +10,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asgi_llm import LLM_ROUTES, Message, get_context, replay_receive
+from asgi_llm import LLM_ROUTES, get_context, replay_receive
 from asgi_llm.ingest import Ingest
+from asgi_llm.types import Message
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
