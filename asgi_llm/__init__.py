@@ -20,6 +20,7 @@ from asgi_llm.errors import ERROR_KEY, GatewayError, detail_message, send_json_e
 from asgi_llm.hooks import CustomLogger, get_formatted_prompt, overrides, with_hook
 from asgi_llm.ingest import Ingest
 from asgi_llm.langfuse import LangfusePrompts
+from asgi_llm.llm_client import LLMClient, acompletion, aembedding, atext_completion
 from asgi_llm.log_queue import LogQueue
 from asgi_llm.log_record import CallRecord, new_call_id
 from asgi_llm.log_sinks import LogSinks, Sink
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from asgi_llm.gateway import Gateway, create_app
 
 __all__ = [
+    "LLMClient", "acompletion", "aembedding", "atext_completion",
     "ERROR_KEY", "TRACE_KEY", "CallRecord", "LazyObj", "GatewayMetrics", "LogQueue", "LogSinks", "Sink",
     "UpstreamTrace", "is_sse", "whole_events", "scope_state",
     "UsageTap", "completion_cost", "estimate_tokens", "get_trace", "mask_key", "new_call_id", "prices_of",

@@ -26,6 +26,7 @@ from asgi_llm.context import RequestContext, get_context, set_context
 from asgi_llm.errors import GatewayError
 from asgi_llm.forward import Forwarder, request_headers, upstream_body
 from asgi_llm.ingest import DEFAULT_MAX_BODY, ClientDisconnected, Limits, ingest
+from asgi_llm.llm_client import use_upstream
 from asgi_llm.multipart import rest_of_body, sniff_model
 from asgi_llm.router import Router
 from asgi_llm.routes import local_path, match_route
@@ -56,6 +57,7 @@ class UpstreamApp:
         self.limits = limits if limits is not None else Limits(max_body_bytes=max_body_bytes)
         self.max_body_bytes = self.limits.max_body_bytes
         self.forwarder = Forwarder(settings or UpstreamSettings(), session)
+        use_upstream(self)  # hooks' acompletion() goes through the latest terminal app built
         models = [{"id": n, "object": "model", "created": 0, "owned_by": "asgi-llm"} for n in router.names]
         self._models = _encode({"object": "list", "data": models})
 

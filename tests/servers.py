@@ -30,7 +30,7 @@ class ServerThread:
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="auto", loop="asyncio", http="httptools",
+        config = uvicorn.Config(app, log_level="warning", lifespan="auto", loop="auto", http="httptools",
                                 timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
