@@ -105,8 +105,8 @@ class LLMClient:
                     error.append(chunk)
                     continue
                 for event in decoder.feed(chunk):
-                    if event.is_json():
-                        yield ModelResponseStream(event.json) if isinstance(event.json, dict) else event.json
+                    if isinstance(event.json, dict):  # chunks; not [DONE] or comments
+                        yield ModelResponseStream(event.json)
             await task  # raises what the call raised (an unknown model, an upstream error)
             if status >= 400:
                 _answer(status, b"".join(error))

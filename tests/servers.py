@@ -75,8 +75,8 @@ class Recorder:
     ``fail_first`` times; ``busy`` answers 429 with Retry-After; ``bad-request``
     a 400 OpenAI error; an upload for ``slow-whisper`` waits 5 s; ``text-500`` a plain-text
     500; ``not-json`` garbage JSON;
-    ``cut-stream`` streams two chunks then breaks; ``firehose`` streams 64 KiB
-    chunks as fast as the reader allows; ``no-usage`` never reports usage. Other streams
+    ``cut-stream`` streams two chunks then breaks; ``one-read`` sends a whole stream in one write;
+    ``firehose`` streams 64 KiB chunks as fast as the reader allows; ``no-usage`` never reports usage. Other streams
     send usage (``STREAM_USAGE``) when asked with ``stream_options.include_usage``. ``closed`` collects the models whose
     requests saw the client (the gateway) go away, with the time.
     """
@@ -189,6 +189,9 @@ class Recorder:
                 if piece == "fi":
                     await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+        elif model == "one-read":  # every event in one network write: the client's first read holds them all
+            events = b"".join(chunk(model, word) for word in ("one ", "two ", "three")) + b"data: [DONE]\n\n"
+            await send({"type": "http.response.body", "body": events, "more_body": True})
         elif model == "cut-stream":
             cut = chunk(model, "one ") + b"data: {\"trunc"
             await send({"type": "http.response.body", "body": cut, "more_body": True})

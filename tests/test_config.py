@@ -59,6 +59,23 @@ def test_litellm_config_loads_with_env_and_lists_unsupported(tmp_path: Path, mon
     assert "sk-from-env" not in repr(gpt)
 
 
+MOCK = {"model_list": [{"model_name": "x", "litellm_params": {"model": "mock/x"}}]}
+
+
+def test_litellm_keys_we_do_not_support_only_warn(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model_list:\n  - model_name: x\n    litellm_params: {model: mock/x, rpm: 3, drop_params: true}\n"
+                    "general_settings: {database_url: postgres://x, alerting: [slack]}\n"
+                    "litellm_settings: {set_verbose: true, anything_litellm_has: 1}\n"
+                    "router_settings: {routing_strategy: least-busy}\nenvironment_variables: {A: b}\n")
+    _, unsupported = load_config(path)
+    assert sorted(unsupported) == sorted([
+                           "model_list[0].litellm_params.rpm", "model_list[0].litellm_params.drop_params",
+                           "litellm_settings.set_verbose", "litellm_settings.anything_litellm_has",
+                           "general_settings.database_url", "general_settings.alerting",
+                           "router_settings.routing_strategy", "environment_variables"])
+
+
 @pytest.mark.parametrize(("config", "says"), [
     ({"model_list": [{"model_name": "x", "litellm_params": {"model": "bedrock/claude"}}]},
      "`model_list[0].litellm_params.model`: unknown provider"),
@@ -70,6 +87,19 @@ def test_litellm_config_loads_with_env_and_lists_unsupported(tmp_path: Path, mon
     ({"model_list": []}, "`model_list`: no models configured"),
     ({"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/x", "api_base": "file:///etc"}}]},
      "must be an http(s) URL"),
+    ({**MOCK, "general_settings": {"master_kye": "sk-x"}},
+     "general_settings.master_kye: unknown key; did you mean master_key?"),
+    ({**MOCK, "router_settings": {"fallback": []}}, "router_settings.fallback: unknown key; did you mean fallbacks?"),
+    ({**MOCK, "modle_list": []}, "modle_list: unknown key; did you mean model_list?"),
+    ({**MOCK, "general_settings": {"upstream": {"max_conections": 5}}},
+     "general_settings.upstream.max_conections: unknown key; did you mean max_connections?"),
+    ({**MOCK, "general_settings": {"max_request_size_mb": -1}}, "`general_settings.max_request_size_mb`: Expected"),
+    ({**MOCK, "litellm_settings": {"num_retries": -1}}, "`litellm_settings.num_retries`: Expected `int` >= 0"),
+    ({"model_list": [{"model_name": "x", "litellm_params": {"model": "mock/x", "max_retries": -2}}]},
+     "`model_list[0].litellm_params.max_retries`: Expected"),
+    ({**MOCK, "general_settings": {"request_body_timeout": 0}}, "`general_settings.request_body_timeout`"),
+    ({**MOCK, "general_settings": {"max_messages": 0}}, "`general_settings.max_messages`"),
+    ({**MOCK, "prompts": {"path": "/nonexistent/prompts"}}, "`prompts.path`: /nonexistent/prompts does not exist"),
 ])
 def test_bad_configs_name_the_key(config: dict[str, object], says: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -94,6 +124,23 @@ def test_cli_bad_config_is_one_line_no_traceback(tmp_path: Path) -> None:
     proc = _cli("--config", str(path))
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "not valid YAML" in err and err.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ("general_settings:\n  master_kye: sk-x\n", "general_settings.master_kye: unknown key; did you mean master_key?"),
+    ("prompts: missing-folder\n", "`prompts.path`: "),
+    ("prompts: prompts\n", "`prompts.path`: prompt file "),
+])
+def test_cli_refuses_configs_that_cannot_run(tmp_path: Path, extra: str, says: str) -> None:
+    """A typo in a security key would start an open gateway; a broken prompt file would 404 every prompt."""
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "broken.yaml").write_text("id: p\nversions: [{template: 1, variables: 7}]\n")
+    path = tmp_path / "c.yaml"
+    path.write_text("model_list:\n  - model_name: x\n    litellm_params: {model: mock/x}\n" + extra)
+    proc = _cli("--config", str(path))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert err.strip().count("\n") == 0 and err.startswith(f"asgi-llm: config error: {says}"), err
 
 
 def test_cli_serves_a_config_and_warns_once(tmp_path: Path) -> None:

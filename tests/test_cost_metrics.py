@@ -159,6 +159,18 @@ def test_call_headers_never_change_the_app_s_own_header_list(gateway_factory: Ca
         assert len(resp.headers.get_list("x-asgi-llm-overhead-ms")) == 1
 
 
+def test_a_streams_estimated_usage_is_flagged_in_the_assembled_response(upstream: Upstream,
+                                                                        gateway_factory: Callable[..., str]) -> None:
+    made = priced(upstream)
+    made["litellm_settings"] = {"success_callback": "tests.logging_callbacks.on_success"}
+    base = gateway_factory(made)
+    assert post(base, ask("no-usage", stream=True)).status_code == 200  # this upstream never reports usage
+    (_, _, kwargs, _), = cb.wait_for("fn", "success")
+    usage = kwargs["complete_streaming_response"]["usage"]
+    assert usage["estimated"] is True and usage["completion_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
 def test_metrics_exact_across_batches_and_scrapes(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
     """Calls are noted and counted in batches of 256: a scrape between batches, and one after more
     calls than a batch holds, both see every call and every token exactly once."""
@@ -187,15 +199,23 @@ def test_inflight_streams_and_master_key(upstream: Upstream, gateway_factory: Ca
     with httpx.stream("POST", f"{base}/v1/chat/completions", json=ask("slow-stream", stream=True),
                       headers={"authorization": "Bearer sk-master"}, timeout=10) as streaming:
         next(streaming.iter_bytes())
-        text = httpx.get(f"{base}/metrics", headers={"authorization": "Bearer sk-master"}).text
+        text = scrape_until(base, lambda t: metric(t, "asgi_llm_inflight_streams") == 1)
         assert metric(text, "asgi_llm_inflight_streams") == 1
-    for _ in range(50):  # the gateway notices the client left within a few reads
-        text = httpx.get(f"{base}/metrics", headers={"authorization": "Bearer sk-master"}).text
-        if metric(text, "asgi_llm_inflight_streams") == 0:
-            break
-        asyncio.run(asyncio.sleep(0.05))
+    # the gateway notices the client left within a few reads, then records the call
+    text = scrape_until(base, lambda t: metric(t, "asgi_llm_inflight_streams") == 0 and
+                        metric(t, "asgi_llm_requests_total", model="slow-stream", status="499") == 1)
     assert metric(text, "asgi_llm_inflight_streams") == 0
     assert metric(text, "asgi_llm_requests_total", model="slow-stream", status="499") == 1
+
+
+def scrape_until(base: str, done: Callable[[str], bool], timeout: float = 5.0) -> str:
+    """/metrics, scraped until ``done`` holds or ``timeout`` passed (then the last scrape, for the asserts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = httpx.get(f"{base}/metrics", headers={"authorization": "Bearer sk-master"}).text
+        if done(text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.02)
 
 
 def test_metrics_off_means_no_endpoint(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from asgi_llm import CustomLogger, parse_config
-from asgi_llm.gateway import Gateway
+from asgi_llm import CustomLogger
 from asgi_llm.types import Receive, Scope, Send
 from middlewares import hash_key
 from tests.conftest import deployment
@@ -201,7 +200,8 @@ def test_a_client_that_sends_less_than_its_content_length_gets_408(path: str, up
     head = b"POST " + path.encode() + b" HTTP/1.1\r\nhost: x\r\ncontent-type: " + media + \
         b"\r\ncontent-length: 1000\r\n\r\n"
     started = time.monotonic()
-    part = b'{"model": "echo", ' if "chat" in path else b'--xyz\r\ncontent-disposition: form-data; name="model"\r\n\r\nec'
+    form = b'--xyz\r\ncontent-disposition: form-data; name="model"\r\n\r\nec'  # the model field, unfinished
+    part = b'{"model": "echo", ' if "chat" in path else form
     answer = _raw_request(port, head, part, wait=5)
     took = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]

@@ -166,3 +166,43 @@ def test_guardrail_never_lets_a_banned_word_through(start: Any) -> None:
             seen_so_far += json.loads(event[6:])["choices"][0]["delta"]["content"]
             assert "swordfish" not in seen_so_far.lower() and "password" not in seen_so_far.lower()
     assert ": keep-alive" in raw and raw.endswith("data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("iterator", [False, True])
+def test_chunks_accepted_before_a_failure_reach_the_client(start: Any, iterator: bool) -> None:
+    """All events arrive in one network read; the hook passes "one " and fails on "two "."""
+    hooks: list[CustomLogger] = [Counting(fail_at="TWO " if iterator else "two ")]
+    if iterator:
+        hooks.insert(0, Upper())  # through the iterator path as well
+    resp = stream(start(*hooks, models=["one-read"]), "one-read")
+    out = events(resp.text)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    assert contents(resp.text) == ("ONE " if iterator else "one ")
+    assert json.loads(out[-2][6:])["error"]["message"] == "stream hook failed" and out[-1] == "data: [DONE]"
+
+
+class DeepCopyAndInsert(CustomLogger):
+    """LiteLLM's own pattern: copy a chunk to insert another after it."""
+
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: UserAPIKeyAuth,
+                                                      response: AsyncIterator[Any],
+                                                      request_data: dict[str, Any]) -> AsyncIterator[Any]:
+        import copy
+        import pickle
+
+        from asgi_llm import ModelResponseStream, StreamingChoices
+
+        async for chunk in response:
+            assert isinstance(chunk, ModelResponseStream) and isinstance(chunk.choices[0], StreamingChoices)
+            extra = copy.deepcopy(chunk)
+            extra.choices[0].delta.content = "+"
+            assert chunk.choices[0].delta.content != "+"  # the copy is independent
+            assert pickle.loads(pickle.dumps(chunk)) == chunk and copy.copy(chunk) == chunk
+            assert dict(chunk).keys() == chunk.model_dump().keys() and chunk.json() == chunk.model_dump()
+            yield chunk
+            yield extra
+
+
+def test_iterator_hooks_may_deepcopy_and_pickle_chunks(start: Any) -> None:
+    resp = stream(start(DeepCopyAndInsert()))
+    assert resp.status_code == 200 and contents(resp.text) == "Hello+ from+ upstream+"
