@@ -198,9 +198,11 @@ def test_inflight_streams_and_master_key(upstream: Upstream, gateway_factory: Ca
         "invalid_api_key"
     with httpx.stream("POST", f"{base}/v1/chat/completions", json=ask("slow-stream", stream=True),
                       headers={"authorization": "Bearer sk-master"}, timeout=10) as streaming:
-        next(streaming.iter_bytes())
+        chunks = streaming.iter_bytes()  # held: a dropped iterator closes the stream (the old flake's cause)
+        next(chunks)
         text = scrape_until(base, lambda t: metric(t, "asgi_llm_inflight_streams") == 1)
         assert metric(text, "asgi_llm_inflight_streams") == 1
+        chunks.close()
     # the gateway notices the client left within a few reads, then records the call
     text = scrape_until(base, lambda t: metric(t, "asgi_llm_inflight_streams") == 0 and
                         metric(t, "asgi_llm_requests_total", model="slow-stream", status="499") == 1)
