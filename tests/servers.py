@@ -50,6 +50,16 @@ class ServerThread:
         self.sock.close()
 
 
+async def read_request(receive: Receive) -> bytes:
+    """A test server's whole request body."""
+    raw = b""
+    while True:
+        message = await receive()
+        raw += message.get("body", b"")
+        if not message.get("more_body"):
+            return raw
+
+
 def completion(model: str, content: str) -> dict[str, Any]:
     return {"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -97,12 +107,7 @@ class Recorder:
                     if kind == "lifespan.shutdown":
                         break
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        raw = await read_request(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         try:
             body = json.loads(raw) if raw and headers.get("content-type", "").startswith("application/json") else None

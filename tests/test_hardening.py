@@ -17,7 +17,7 @@ from asgi_llm import CustomLogger
 from asgi_llm.types import Receive, Scope, Send
 from middlewares import hash_key
 from tests.conftest import deployment
-from tests.servers import Recorder, ServerThread
+from tests.servers import Recorder, ServerThread, read_request
 
 KEY = "sk-proj-Zq81vL0cPbX7tWm2Ra9Ee4Ko6Yu3Ns5Hd"
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -35,13 +35,7 @@ class LeakyUpstream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        body = json.loads(raw)
+        body = json.loads(await read_request(receive))
         auth = dict(scope["headers"]).get(b"authorization", b"").decode()
         key = auth.removeprefix("Bearer ")
         model = body["model"]
