@@ -17,8 +17,8 @@ import tempfile
 
 import uvicorn
 
-from asgi_llm.callbacks import load_callbacks, load_functions
-from asgi_llm.config import ConfigError, load_config
+from asgi_llm.config.callbacks import load_callbacks, load_functions
+from asgi_llm.config.load import ConfigError, load_config
 from asgi_llm.gateway import CONFIG_ENV, load_prompt_store
 
 

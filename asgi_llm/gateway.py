@@ -24,23 +24,23 @@ from typing import Any
 
 import aiohttp
 
-from asgi_llm.cache import DualCache
-from asgi_llm.callbacks import load_callbacks, load_functions
-from asgi_llm.config import Config, ConfigError, load_config, prompts_path
-from asgi_llm.cost import prices_of, register_prices
-from asgi_llm.error_layer import Errors
-from asgi_llm.hooks import CustomLogger, overrides
-from asgi_llm.ingest import Ingest, Limits
-from asgi_llm.langfuse import LangfusePrompts
-from asgi_llm.log_queue import LogQueue
-from asgi_llm.log_sinks import LogSinks
-from asgi_llm.metrics import GatewayMetrics
-from asgi_llm.prompt_store import PromptStore
-from asgi_llm.prompts import is_manager
-from asgi_llm.replay import Replay
-from asgi_llm.router import Router
+from asgi_llm.config.callbacks import load_callbacks, load_functions
+from asgi_llm.config.load import Config, ConfigError, load_config, prompts_path
+from asgi_llm.hooks.cache import DualCache
+from asgi_llm.hooks.custom_logger import CustomLogger, overrides
+from asgi_llm.hooks.prompt_manager import is_manager
+from asgi_llm.observe.cost import prices_of, register_prices
+from asgi_llm.observe.metrics import GatewayMetrics
+from asgi_llm.observe.queue import LogQueue
+from asgi_llm.observe.sinks import LogSinks
+from asgi_llm.prompts.langfuse import LangfusePrompts
+from asgi_llm.prompts.store import PromptStore
+from asgi_llm.request.error_layer import Errors
+from asgi_llm.request.ingest import Ingest, Limits
+from asgi_llm.request.replay import Replay
 from asgi_llm.types import ASGIApp, Receive, Scope, Send
-from asgi_llm.upstream import UpstreamApp
+from asgi_llm.upstream.app import UpstreamApp
+from asgi_llm.upstream.router import Router
 from middlewares.auth import Auth
 from middlewares.call_hooks import CallHooks
 from middlewares.call_logging import CallLogging

@@ -14,7 +14,8 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgi_llm import CustomLogger, UserAPIKeyAuth, unwrap
+from asgi_llm import CustomLogger, UserAPIKeyAuth
+from asgi_llm.hooks.response import unwrap
 
 
 class BannedWords(CustomLogger):

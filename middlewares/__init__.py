@@ -1,12 +1,14 @@
-"""asgi-llm's policy layers: one pure-ASGI middleware per module, built on ``asgi_llm``'s public API."""
+"""asgi-llm's policy layers: one pure-ASGI middleware per module, built on the mechanism's modules
+(``asgi_llm.request``, ``asgi_llm.hooks``...), exactly as a user's own middleware would be."""
 
 from middlewares.auth import Auth, hash_key
 from middlewares.call_hooks import CallHooks
 from middlewares.call_logging import CallLogging
 from middlewares.metrics_endpoint import MetricsEndpoint
 from middlewares.moderation import Moderation
+from middlewares.prompt_templating import PromptTemplating
 from middlewares.stream_hooks import StreamHooks
 from middlewares.user_param import EnforceUserParam
 
-__all__ = ["Auth", "CallHooks", "CallLogging", "EnforceUserParam", "MetricsEndpoint", "Moderation", "StreamHooks",
-           "hash_key"]
+__all__ = ["Auth", "CallHooks", "CallLogging", "EnforceUserParam", "MetricsEndpoint", "Moderation",
+           "PromptTemplating", "StreamHooks", "hash_key"]

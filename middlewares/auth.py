@@ -20,20 +20,14 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from asgi_llm import (
-    ASGIApp,
-    GatewayError,
-    Receive,
-    RequestContext,
-    Scope,
-    Send,
-    UserAPIKeyAuth,
-    VirtualKey,
-    get_context,
-    local_path,
-)
-from asgi_llm.ingest import ClientDisconnected
-from asgi_llm.multipart import upload_model
+from asgi_llm.config.schema import VirtualKey
+from asgi_llm.hooks.auth import UserAPIKeyAuth
+from asgi_llm.request.context import RequestContext, get_context
+from asgi_llm.request.errors import GatewayError
+from asgi_llm.request.ingest import ClientDisconnected
+from asgi_llm.request.multipart import upload_model
+from asgi_llm.request.routes import local_path
+from asgi_llm.types import ASGIApp, Receive, Scope, Send
 
 OPEN_PATHS = frozenset({"/health/liveliness", "/health/readiness", "/health/liveness"})
 

@@ -25,22 +25,13 @@ from typing import Any
 
 import msgspec
 
-from asgi_llm import (
-    ASGIApp,
-    CustomLogger,
-    DualCache,
-    Receive,
-    RequestContext,
-    Scope,
-    Send,
-    UserAPIKeyAuth,
-    get_context,
-    send_rejection,
-    unwrap,
-    with_hook,
-    wrap,
-)
-from asgi_llm.types import Message
+from asgi_llm.hooks.auth import UserAPIKeyAuth
+from asgi_llm.hooks.cache import DualCache
+from asgi_llm.hooks.custom_logger import CustomLogger, with_hook
+from asgi_llm.hooks.response import unwrap, wrap
+from asgi_llm.request.context import RequestContext, get_context
+from asgi_llm.request.reject import send_rejection
+from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode

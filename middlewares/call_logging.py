@@ -26,26 +26,16 @@ from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any
 
-from asgi_llm import (
-    DONE,
-    TRACE_KEY,
-    ASGIApp,
-    CallRecord,
-    GatewayMetrics,
-    LazyObj,
-    LogQueue,
-    LogSinks,
-    Receive,
-    Scope,
-    Send,
-    SSEDecoder,
-    is_sse,
-    match_route,
-    set_trace,
-    standard_logging_object,
-    wrap,
-)
-from asgi_llm.types import Message
+from asgi_llm.hooks.response import LazyObj, wrap
+from asgi_llm.observe.metrics import GatewayMetrics
+from asgi_llm.observe.queue import LogQueue
+from asgi_llm.observe.record import CallRecord
+from asgi_llm.observe.sinks import LogSinks
+from asgi_llm.observe.standard import standard_logging_object
+from asgi_llm.request.routes import match_route
+from asgi_llm.sse.codec import SSEDecoder, is_sse
+from asgi_llm.types import DONE, ASGIApp, Message, Receive, Scope, Send
+from asgi_llm.upstream.trace import TRACE_KEY, set_trace
 
 log = logging.getLogger("asgi_llm.logging")
 Args = tuple[dict[str, Any], Any, Any, Any]

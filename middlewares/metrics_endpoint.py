@@ -13,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from asgi_llm import ASGIApp, GatewayError, GatewayMetrics, Receive, Scope, Send, local_path, send_json_error
+from asgi_llm.observe.metrics import GatewayMetrics
+from asgi_llm.request.errors import GatewayError, send_json_error
+from asgi_llm.request.routes import local_path
+from asgi_llm.types import ASGIApp, Receive, Scope, Send
 from middlewares.auth import presented_key
 
 

@@ -27,18 +27,10 @@ from typing import Literal
 
 import msgspec
 
-from asgi_llm import (
-    ASGIApp,
-    CustomLogger,
-    GatewayError,
-    Receive,
-    RequestContext,
-    Scope,
-    Send,
-    get_context,
-    with_hook,
-)
-from asgi_llm.types import Message
+from asgi_llm.hooks.custom_logger import CustomLogger, with_hook
+from asgi_llm.request.context import RequestContext, get_context
+from asgi_llm.request.errors import GatewayError
+from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("asgi_llm.moderation")
 _copy = msgspec.json.Decoder().decode

@@ -28,19 +28,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from asgi_llm import (
-    ASGIApp,
-    GatewayError,
-    Receive,
-    RequestContext,
-    Router,
-    Scope,
-    Send,
-    accepts,
-    get_context,
-    manager_name,
-    run_manager,
-)
+from asgi_llm.hooks.prompt_manager import accepts, manager_name, run_manager
+from asgi_llm.request.context import RequestContext, get_context
+from asgi_llm.request.errors import GatewayError
+from asgi_llm.types import ASGIApp, Receive, Scope, Send
+from asgi_llm.upstream.router import Router
 
 PROMPT_FIELDS = ("prompt_id", "prompt_variables", "prompt_label", "prompt_version")
 _NO = object()

@@ -27,25 +27,13 @@ from typing import Any, cast
 
 import msgspec
 
-from asgi_llm import (
-    ASGIApp,
-    CustomLogger,
-    Receive,
-    RequestContext,
-    Scope,
-    Send,
-    SSEDecoder,
-    UserAPIKeyAuth,
-    chunk_text,
-    get_context,
-    is_sse,
-    raw_chunk_text,
-    unwrap,
-    whole_events,
-    with_hook,
-    wrap,
-)
-from asgi_llm.types import Message
+from asgi_llm.hooks.auth import UserAPIKeyAuth
+from asgi_llm.hooks.custom_logger import CustomLogger, with_hook
+from asgi_llm.hooks.response import unwrap, wrap
+from asgi_llm.request.context import RequestContext, get_context
+from asgi_llm.sse.chunks import chunk_text, raw_chunk_text
+from asgi_llm.sse.codec import SSEDecoder, is_sse, whole_events
+from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 
 _encode = msgspec.json.Encoder().encode
 _END = object()

@@ -7,7 +7,9 @@ LiteLLM. GET routes and multipart uploads pass untouched.
 
 from __future__ import annotations
 
-from asgi_llm import ASGIApp, GatewayError, Receive, Scope, Send, get_context
+from asgi_llm.request.context import get_context
+from asgi_llm.request.errors import GatewayError
+from asgi_llm.types import ASGIApp, Receive, Scope, Send
 
 
 class EnforceUserParam:

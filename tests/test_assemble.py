@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asgi_llm.assemble import StreamAssembler
+from asgi_llm.sse.assemble import StreamAssembler
 
 
 def chunk(delta: dict[str, object], finish: str | None = None, index: int = 0) -> dict[str, object]:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from asgi_llm import ConfigError, load_config, parse_config
-from asgi_llm.router import Router
+from asgi_llm.upstream.router import Router
 from tests.servers import free_socket
 
 LITELLM_CONFIG = """

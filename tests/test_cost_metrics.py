@@ -17,8 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asgi_llm import GatewayMetrics, LogQueue, Sink, UpstreamTrace, UsageTap, completion_cost, register_prices
-from asgi_llm.cost import reply_usage
+from asgi_llm import GatewayMetrics
+from asgi_llm.observe.cost import completion_cost, register_prices, reply_usage
+from asgi_llm.observe.queue import LogQueue
+from asgi_llm.observe.sinks import Sink
+from asgi_llm.upstream.trace import UpstreamTrace
+from asgi_llm.upstream.usage_tap import UsageTap
 from tests import logging_callbacks as cb
 from tests.conftest import make_config
 from tests.servers import STREAM_USAGE, CLIServer, Recorder
@@ -360,7 +364,8 @@ def test_metrics_tally_puts_every_column_in_its_bucket() -> None:
     and cost only for successes, an upstream error by its status."""
     from types import SimpleNamespace
 
-    from asgi_llm import LLM_ROUTES, CallRecord
+    from asgi_llm.observe.record import CallRecord
+    from asgi_llm.request.routes import LLM_ROUTES
 
     metrics = GatewayMetrics(["m"])
     route = LLM_ROUTES["/chat/completions"]

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from asgi_llm import ConfigError, CustomLogger, DualCache, load_callbacks, overrides, unwrap, wrap
+from asgi_llm import ConfigError, CustomLogger, DualCache
+from asgi_llm.config.callbacks import load_callbacks
+from asgi_llm.hooks.custom_logger import overrides
+from asgi_llm.hooks.response import unwrap, wrap
 
 
 def test_dual_cache_api_ttl_and_bound() -> None:

@@ -10,8 +10,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asgi_llm import LLM_ROUTES, get_context, replay_receive
-from asgi_llm.ingest import Ingest
+from asgi_llm import get_context
+from asgi_llm.request.context import replay_receive
+from asgi_llm.request.ingest import Ingest
+from asgi_llm.request.routes import LLM_ROUTES
 from asgi_llm.types import Message
 
 json_values = st.recursive(
@@ -63,7 +65,7 @@ def test_any_split_of_any_body_is_read_whole_and_kept(body: dict[str, Any], cuts
 
 
 def test_changed_body_is_replayed_encoded() -> None:
-    from asgi_llm.context import RequestContext
+    from asgi_llm.request.context import RequestContext
 
     ctx = RequestContext(LLM_ROUTES["/chat/completions"], b'{"model":"a"}', {"model": "a"}, False)
     ctx.body["model"] = "b"  # type: ignore[index]

@@ -21,20 +21,53 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+CORE = sorted((ROOT / "asgi_llm").rglob("*.py"))  # every subpackage: a flat glob would skip them
+
+
+def test_the_walk_sees_the_subpackages() -> None:
+    assert {p.parent.name for p in CORE} >= {"asgi_llm", "hooks", "request", "sse", "upstream", "observe",
+                                             "prompts", "config"}
+
+
 def test_core_never_imports_middlewares_except_the_assembly() -> None:
-    for path in (ROOT / "asgi_llm").glob("*.py"):
+    for path in CORE:
         if path.name != "gateway.py":
-            assert not any(n.split(".")[0] == "middlewares" for n in _imports(path)), path.name
+            assert not any(n.split(".")[0] == "middlewares" for n in _imports(path)), path
 
 
-def test_middlewares_use_only_public_core_names() -> None:
+def test_middlewares_use_only_public_core_names_from_submodules() -> None:
     for path in (ROOT / "middlewares").glob("*.py"):
         for name in _imports(path) - {"__future__"}:
             assert not any(part.startswith("_") for part in name.split(".")), f"{path.name} imports {name}"
+            assert name != "asgi_llm", f"{path.name} imports the package root: the assembly imports middlewares"
+
+
+def test_the_package_root_is_curated() -> None:
+    import asgi_llm
+
+    assert asgi_llm.__all__ == sorted(asgi_llm.__all__)
+    assert "__getattr__" not in vars(asgi_llm)  # no lazy-import trick: the imports run one way
+    for name in ("CustomLogger", "CustomPromptManagement", "UserAPIKeyAuth", "DualCache", "create_app", "Errors",
+                 "Ingest", "UpstreamApp", "ModelResponse", "acompletion"):
+        assert name in asgi_llm.__all__
+
+
+def test_middlewares_export_every_layer() -> None:
+    import importlib
+    import inspect
+
+    import middlewares
+
+    for path in (ROOT / "middlewares").glob("*.py"):
+        module = importlib.import_module(f"middlewares.{path.stem}")
+        for name, value in vars(module).items():
+            if isinstance(value, type) and value.__module__ == module.__name__ \
+                    and inspect.iscoroutinefunction(value.__call__):
+                assert name in middlewares.__all__, f"middlewares does not export {name}"
 
 
 def test_no_base_http_middleware_and_modules_stay_small() -> None:
-    for path in [*(ROOT / "asgi_llm").glob("*.py"), *(ROOT / "middlewares").glob("*.py")]:
+    for path in [*CORE, *(ROOT / "middlewares").glob("*.py")]:
         text = path.read_text()
         assert "BaseHTTPMiddleware" not in text, path.name
         assert len(text.splitlines()) <= 300, f"{path.name} has grown past one concern"  # ~300: a guide

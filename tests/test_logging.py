@@ -257,8 +257,9 @@ def test_a_logged_call_leaves_no_reference_cycle() -> None:
     import asyncio
     import gc
 
-    from asgi_llm import CallRecord, CustomLogger, parse_config
+    from asgi_llm import CustomLogger, parse_config
     from asgi_llm.gateway import Gateway
+    from asgi_llm.observe.record import CallRecord
 
     class Counting(CustomLogger):  # keeps nothing of what it is given
         events = 0

@@ -16,7 +16,7 @@ import pytest
 
 from asgi_llm import CustomPromptManagement, GatewayError, parse_config
 from asgi_llm.gateway import Gateway
-from asgi_llm.prompt_template import Compiled, Version
+from asgi_llm.prompts.template import Compiled, Version
 from asgi_llm.types import Receive, Scope, Send
 from tests.conftest import deployment
 from tests.servers import Recorder, ServerThread

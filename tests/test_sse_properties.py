@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asgi_llm.sse import SSEDecoder, SSEEvent, whole_events
+from asgi_llm.sse.codec import SSEDecoder, SSEEvent, whole_events
 
 EOLS = st.sampled_from(["\n", "\r", "\r\n"])
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)  # includes \u2028, \x85

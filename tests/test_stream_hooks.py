@@ -11,9 +11,10 @@ import httpx
 import pytest
 from starlette.exceptions import HTTPException
 
-import asgi_llm.sse
-from asgi_llm import CustomLogger, UserAPIKeyAuth, parse_config, unwrap
+import asgi_llm.sse.codec
+from asgi_llm import CustomLogger, UserAPIKeyAuth, parse_config
 from asgi_llm.gateway import Gateway
+from asgi_llm.hooks.response import unwrap
 from examples.guardrail import BannedWords
 from tests.conftest import make_config
 from tests.servers import Recorder, ServerThread
@@ -135,13 +136,13 @@ def test_text_completion_streams_are_intercepted(start: Any) -> None:
 
 def test_each_event_is_parsed_once_however_many_hooks(start: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = asgi_llm.sse._decode
+    real = asgi_llm.sse.codec._decode
 
     def counting(data: Any) -> Any:
         calls.append(data)
         return real(data)
 
-    monkeypatch.setattr(asgi_llm.sse, "_decode", counting)
+    monkeypatch.setattr(asgi_llm.sse.codec, "_decode", counting)
     resp = stream(start(Upper(), Upper(), Counting(), Counting()))
     assert resp.status_code == 200 and len(calls) == 3  # three JSON events, [DONE] is never parsed
 

@@ -1,0 +1,1 @@
+"""Prompt sources: the built-in versioned store, its templates, and Langfuse."""

@@ -1,0 +1,161 @@
+"""``UpstreamApp``: the terminal ASGI app that answers or forwards each request.
+
+- POST to an LLM route: the body comes from the ``RequestContext`` (``Ingest`` made
+  it; without ``Ingest`` it is read here the same way), ``model`` picks the
+  deployment, ``mock/...`` answers in-process and ``openai/...`` is forwarded.
+  Multipart uploads are streamed through, routed by their ``model`` field.
+- GET ``/models``, ``/health/liveliness``, ``/health/readiness``.
+- The upstream call runs inside a ``DisconnectWatch``: a client that leaves
+  cancels it. The shared aiohttp session lives in the lifespan (or is made on
+  first use when mounted where no lifespan arrives) and is closed at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from asgi_llm.config.load import UpstreamSettings
+from asgi_llm.hooks.llm_client import use_upstream
+from asgi_llm.request.context import RequestContext, get_context, set_context
+from asgi_llm.request.errors import GatewayError
+from asgi_llm.request.ingest import DEFAULT_MAX_BODY, ClientDisconnected, Limits, ingest
+from asgi_llm.request.multipart import rest_of_body, sniff_model
+from asgi_llm.request.routes import local_path, match_route
+from asgi_llm.types import Message, Receive, Scope, Send
+from asgi_llm.upstream import mock
+from asgi_llm.upstream.forward import Forwarder, request_headers, upstream_body
+from asgi_llm.upstream.router import Router
+from asgi_llm.upstream.trace import get_trace
+from asgi_llm.upstream.usage_tap import traced_send
+from asgi_llm.upstream.watch import DisconnectWatch
+
+log = logging.getLogger("asgi_llm")
+_encode = msgspec.json.Encoder().encode
+_HEALTH = ("/health/liveliness", "/health/readiness", "/health/liveness")
+
+
+def _content_type(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return str(value.decode("latin-1"))
+    return None
+
+
+class UpstreamApp:
+    """The forwarding app; ``session`` may be injected (it is then not closed here)."""
+
+    def __init__(self, router: Router, *, settings: UpstreamSettings | None = None,
+                 max_body_bytes: int = DEFAULT_MAX_BODY, session: aiohttp.ClientSession | None = None,
+                 limits: Limits | None = None) -> None:
+        self.router = router
+        self.limits = limits if limits is not None else Limits(max_body_bytes=max_body_bytes)
+        self.max_body_bytes = self.limits.max_body_bytes
+        self.forwarder = Forwarder(settings or UpstreamSettings(), session)
+        use_upstream(self)  # hooks' acompletion() goes through the latest terminal app built
+        models = [{"id": n, "object": "model", "created": 0, "owned_by": "asgi-llm"} for n in router.names]
+        self._models = _encode({"object": "list", "data": models})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.forwarder.session  # noqa: B018 - create the pool inside the server's loop
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Close the upstream pool (for embedders whose lifespan does not reach us)."""
+        await self.forwarder.aclose()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = get_context(scope)
+        route = ctx.route if ctx is not None else match_route(scope)  # Ingest matched it already
+        if route is None:
+            await self.serve_local(scope, send)
+            return
+        try:
+            if ctx is None:
+                ctx = await ingest(scope, receive, route, self.limits)
+                set_context(scope, ctx)
+            if ctx.body is None:
+                await self.forward_upload(ctx, scope, receive, send)
+            else:
+                await self.forward_json(ctx, scope, receive, send)
+        except ClientDisconnected:
+            return
+
+    async def forward_json(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
+        assert ctx.body is not None
+        dep = self.router.pick(ctx.model)
+        ctx.consumed = True  # the body goes from the context; `receive` now only reports disconnects
+        if dep.provider == "langfuse":  # PromptTemplating resolves these before they get here
+            raise GatewayError(400, f"Model {dep.model_name!r} takes its prompt from Langfuse: send it as a chat "
+                               "completion.", param="model", code="prompt_model_on_wrong_route")
+        trace = get_trace(scope)
+        if dep.provider == "mock" and trace is None:
+            await mock.answer(dep, ctx, send)  # nothing observes it: no upstream body to build
+            return
+        sent = upstream_body(ctx.body, dep.model)
+        url = dep.api_base + ctx.route.path
+        if trace is not None:  # an observer wants to know what happens upstream
+            trace.deployment, trace.url, trace.sent = dep, url, sent
+            if ctx.stream and trace.want_usage and ctx.call_type in ("completion", "text_completion"):
+                trace.ask_for_usage(sent)
+        if dep.provider == "mock" and trace is not None:  # (an unobserved mock answered above)
+            trace.begin(time.perf_counter())  # the mock is this call's upstream: logged like one
+            await mock.answer(dep, ctx, traced_send(send, trace) if trace.tapping else send, {**ctx.body, **sent})
+            trace.done(None, time.perf_counter())
+            return
+        headers = request_headers(dep, scope["headers"], None)
+        async with DisconnectWatch(receive) as watch:
+            await self.forwarder.forward(dep, url, _encode(sent), headers, ctx.stream, send, trace)
+        if watch.gone:
+            if trace is not None:
+                trace.client_gone = True
+            log.info("client left; upstream call to %r cancelled", dep.model_name)
+
+    async def forward_upload(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
+        model, first, more = await sniff_model(scope, receive)
+        if model is None:
+            raise GatewayError(400, "Multipart body has no `model` field before the file.", param="model",
+                               code="missing_model")
+        dep = self.router.pick(model)
+        if dep.provider == "mock":
+            raise GatewayError(400, f"The mock provider does not serve {ctx.route.path}.", code="unsupported_route")
+        uploaded = asyncio.Event()
+        body = rest_of_body(first, more, receive, self.max_body_bytes, uploaded)
+        headers = request_headers(dep, scope["headers"], _content_type(scope))
+
+        async def after_upload() -> Message:  # `receive` carries the upload until it is all sent
+            await uploaded.wait()
+            return await receive()
+
+        async with DisconnectWatch(after_upload):
+            await self.forwarder.forward(dep, dep.api_base + ctx.route.path, body, headers, False, send)
+
+    async def serve_local(self, scope: Scope, send: Send) -> None:
+        path = local_path(scope)
+        if path == "/models" or path in _HEALTH:
+            if scope["method"] not in ("GET", "HEAD"):
+                raise GatewayError(405, f"{path} takes GET.", code="method_not_allowed")
+            payload: Any = self._models if path == "/models" else _encode({"status": "healthy"})
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        raise GatewayError(404, f"No route {scope['method']} {scope['path']} on this gateway.", code="not_found")
