@@ -8,7 +8,6 @@ A config that cannot run stops start-up with one line (``asgi-llm: config error:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import shutil
@@ -20,6 +19,7 @@ import uvicorn
 from asgi_llm.config.callbacks import load_callbacks, load_functions
 from asgi_llm.config.load import ConfigError, load_config
 from asgi_llm.gateway import CONFIG_ENV, load_prompt_store
+from asgi_llm.hooks.auth import hash_key
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.hash_key:
-        print(hashlib.sha256(args.hash_key.encode()).hexdigest())
+        print(hash_key(args.hash_key))
         return 0
     if not args.config:
         print("asgi-llm: --config FILE is required", file=sys.stderr)

@@ -1,7 +1,8 @@
 """asgi-llm's policy layers: one pure-ASGI middleware per module, built on the mechanism's modules
 (``asgi_llm.request``, ``asgi_llm.hooks``...), exactly as a user's own middleware would be."""
 
-from middlewares.auth import Auth, hash_key
+from asgi_llm.hooks.auth import hash_key
+from middlewares.auth import Auth
 from middlewares.call_hooks import CallHooks
 from middlewares.call_logging import CallLogging
 from middlewares.metrics_endpoint import MetricsEndpoint

@@ -16,41 +16,30 @@ forwarded (the terminal app sends only the deployment's key).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Sequence
 
 from asgi_llm.config.schema import VirtualKey
-from asgi_llm.hooks.auth import UserAPIKeyAuth
+from asgi_llm.hooks.auth import UserAPIKeyAuth, key_digest
 from asgi_llm.request.context import RequestContext, get_context
 from asgi_llm.request.errors import GatewayError
+from asgi_llm.request.http import header
 from asgi_llm.request.ingest import ClientDisconnected
 from asgi_llm.request.multipart import upload_model
-from asgi_llm.request.routes import local_path
+from asgi_llm.request.routes import HEALTH_PATHS, local_path
 from asgi_llm.types import ASGIApp, Receive, Scope, Send
-
-OPEN_PATHS = frozenset({"/health/liveliness", "/health/readiness", "/health/liveness"})
-
-
-def hash_key(key: str) -> str:
-    """The form a key is stored in: its sha256 hex digest."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def presented_key(scope: Scope) -> str | None:
     """The key the client sent: ``Authorization: Bearer`` first, then ``api-key``. An
     ``Authorization`` header of another scheme, with no ``api-key``, gets a 401 that says so."""
-    api_key = None
-    wrong_scheme = False
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = bytes(value).decode("latin-1").strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            wrong_scheme = True
-        elif name == b"api-key":
-            api_key = bytes(value).decode("latin-1").strip()
-    if not api_key and wrong_scheme:
+    authorization = header(scope, b"authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    api_key = (header(scope, b"api-key") or b"").decode("latin-1").strip()
+    if not api_key and authorization is not None:
         raise GatewayError(401, "Malformed Authorization header: send the key as 'Authorization: Bearer <key>' "
                            "(the 'Bearer' scheme is required).", code="invalid_auth_scheme")
     return api_key or None
@@ -70,18 +59,18 @@ class Auth:
         if not master_key and not keys:
             raise ValueError("Auth needs a master_key or at least one virtual key")
         self.app = app
-        self._master = hashlib.sha256(master_key.encode()).digest() if master_key else None
+        self._master = key_digest(master_key) if master_key else None
         self._keys = {k.key_hash: k for k in keys}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or local_path(scope) in OPEN_PATHS:
+        if scope["type"] != "http" or local_path(scope) in HEALTH_PATHS:
             await self.app(scope, receive, send)
             return
         key = presented_key(scope)
         if key is None:
             raise GatewayError(401, "Missing API key: send it as 'Authorization: Bearer <key>'.",
                                code="missing_api_key")
-        digest = hashlib.sha256(key.encode()).digest()
+        digest = key_digest(key)
         virtual = None
         if self._master is None or not hmac.compare_digest(digest, self._master):
             virtual = self._keys.get(digest.hex())

@@ -10,11 +10,12 @@ every caller's traffic. Errors are OpenAI-shaped JSON, like every other answer.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
+from asgi_llm.hooks.auth import key_digest
 from asgi_llm.observe.metrics import GatewayMetrics
 from asgi_llm.request.errors import GatewayError, send_json_error
+from asgi_llm.request.http import send_whole
 from asgi_llm.request.routes import local_path
 from asgi_llm.types import ASGIApp, Receive, Scope, Send
 from middlewares.auth import presented_key
@@ -28,7 +29,7 @@ class MetricsEndpoint:
         self.app = app
         self.metrics = metrics
         self.path = path
-        self._master = hashlib.sha256(master_key.encode()).digest() if master_key else None
+        self._master = key_digest(master_key) if master_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].endswith(self.path) or local_path(scope) != self.path:
@@ -42,9 +43,7 @@ class MetricsEndpoint:
             await send_json_error(send, refused)
             return
         body, content_type = self.metrics.render()
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        await send_whole(send, 200, b"" if scope["method"] == "HEAD" else body, content_type.encode())
 
     def refusal(self, scope: Scope) -> GatewayError | None:
         if scope["method"] not in ("GET", "HEAD"):
@@ -57,6 +56,6 @@ class MetricsEndpoint:
             return refused
         if key is None:
             return GatewayError(401, "Missing API key: /metrics needs the master key.", code="missing_api_key")
-        if not hmac.compare_digest(hashlib.sha256(key.encode()).digest(), self._master):
+        if not hmac.compare_digest(key_digest(key), self._master):
             return GatewayError(401, "Invalid API key: /metrics needs the master key.", code="invalid_api_key")
         return None

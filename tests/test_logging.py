@@ -113,7 +113,7 @@ def test_plain_functions_sync_and_async_and_input_callback(upstream: Upstream,
 
 
 def test_kwargs_carry_what_seed_003_lists(upstream: Upstream, gateway_factory: Callable[..., str]) -> None:
-    from middlewares.auth import hash_key
+    from asgi_llm.hooks.auth import hash_key
 
     made = config(upstream, ["tests.logging_callbacks.sync_handler",
                              "examples.custom_callbacks.proxy_handler_instance"])

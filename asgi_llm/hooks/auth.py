@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,3 +22,13 @@ class UserAPIKeyAuth:
     tpm_limit: int | None = None
     max_parallel_requests: int | None = None
     request_route: str | None = None
+
+
+def key_digest(key: str) -> bytes:
+    """The sha256 digest of a key: what keys are compared and stored by, never the key itself."""
+    return hashlib.sha256(key.encode()).digest()
+
+
+def hash_key(key: str) -> str:
+    """The form a key is stored in (``keys[].key_hash``, ``UserAPIKeyAuth.api_key``): its sha256 hex digest."""
+    return key_digest(key).hex()

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from starlette.exceptions import HTTPException
 
+from asgi_llm.request.http import send_whole
 from asgi_llm.types import Send
 
 _TYPES = {
@@ -111,8 +112,5 @@ def to_gateway_error(exc: BaseException) -> GatewayError:
 
 async def send_json_error(send: Send, err: GatewayError) -> None:
     """Send ``err`` as a complete JSON response (only before the response started)."""
-    body = err.json()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in err.headers.items()]
-    await send({"type": "http.response.start", "status": err.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_whole(send, err.status, err.json(),
+                     headers=[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in err.headers.items()])

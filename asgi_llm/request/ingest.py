@@ -20,6 +20,7 @@ import msgspec
 from asgi_llm.request.body_timeout import BodyTimeout
 from asgi_llm.request.context import RequestContext, replay_receive, set_context
 from asgi_llm.request.errors import GatewayError
+from asgi_llm.request.http import header
 from asgi_llm.request.routes import Route, match_route
 from asgi_llm.request.schema import DEFAULT_MAX_MESSAGES, validate
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,21 +36,19 @@ class ClientDisconnected(Exception):
 
 
 def _json_content_type(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            media: bytes = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
-    return True  # no content type at all: take it as JSON, as LiteLLM does
+    value = header(scope, b"content-type")
+    if value is None:
+        return True  # no content type at all: take it as JSON, as LiteLLM does
+    media = value.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
 
 
 def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                raise GatewayError(400, "Invalid Content-Length header.", code="invalid_request") from None
-    return None
+    value = header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        raise GatewayError(400, "Invalid Content-Length header.", code="invalid_request") from None
 
 
 def too_large(limit: int) -> GatewayError:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from asgi_llm.request.errors import GatewayError
+from asgi_llm.request.http import header
 from asgi_llm.request.ingest import ClientDisconnected, too_large
 from asgi_llm.types import Message, Receive, Scope
 
@@ -69,11 +70,11 @@ class _Sniffer:
 
 
 def _boundary(scope: Scope) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            media, options = parse_options_header(value)
-            if media == b"multipart/form-data" and options.get(b"boundary"):
-                return options[b"boundary"]
+    value = header(scope, b"content-type")
+    if value is not None:
+        media, options = parse_options_header(value)
+        if media == b"multipart/form-data" and options.get(b"boundary"):
+            return options[b"boundary"]
     raise GatewayError(415, "This route takes a multipart/form-data body.", code="unsupported_media_type")
 
 

@@ -16,6 +16,7 @@ import msgspec
 
 from asgi_llm.request.context import RequestContext
 from asgi_llm.request.errors import DONE_EVENT, GatewayError
+from asgi_llm.request.http import send_whole
 from asgi_llm.types import Send
 
 _encode = msgspec.json.Encoder().encode
@@ -55,7 +56,4 @@ async def send_rejection(ctx: RequestContext, text: str, send: Send) -> None:
         body = b"".join(b"data: " + _encode(e) + b"\n\n" for e in _events(ctx, text, base))
         await send({"type": "http.response.body", "body": body + DONE_EVENT})
         return
-    data = _encode(_whole(ctx, text, base))
-    await send({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
+    await send_whole(send, 200, _encode(_whole(ctx, text, base)))

@@ -43,6 +43,9 @@ LLM_ROUTES: dict[str, Route] = {
 }
 
 
+HEALTH_PATHS = frozenset({"/health/liveliness", "/health/readiness", "/health/liveness"})  # open without a key
+
+
 def local_path(scope: Scope) -> str:
     """The path below the mount point and ``/v1``: ``/llm/v1/models`` -> ``/models``."""
     path: str = scope["path"]

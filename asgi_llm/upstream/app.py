@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import aiohttp
 import msgspec
@@ -24,9 +23,10 @@ from asgi_llm.config.load import UpstreamSettings
 from asgi_llm.hooks.llm_client import use_upstream
 from asgi_llm.request.context import RequestContext, get_context, set_context
 from asgi_llm.request.errors import GatewayError
+from asgi_llm.request.http import header, send_whole
 from asgi_llm.request.ingest import DEFAULT_MAX_BODY, ClientDisconnected, Limits, ingest
 from asgi_llm.request.multipart import rest_of_body, sniff_model
-from asgi_llm.request.routes import local_path, match_route
+from asgi_llm.request.routes import HEALTH_PATHS, local_path, match_route
 from asgi_llm.types import Message, Receive, Scope, Send
 from asgi_llm.upstream import mock
 from asgi_llm.upstream.forward import Forwarder, request_headers, upstream_body
@@ -37,14 +37,7 @@ from asgi_llm.upstream.watch import DisconnectWatch
 
 log = logging.getLogger("asgi_llm")
 _encode = msgspec.json.Encoder().encode
-_HEALTH = ("/health/liveliness", "/health/readiness", "/health/liveness")
-
-
-def _content_type(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return str(value.decode("latin-1"))
-    return None
+_HEALTHY = _encode({"status": "healthy"})
 
 
 class UpstreamApp:
@@ -139,7 +132,8 @@ class UpstreamApp:
             raise GatewayError(400, f"The mock provider does not serve {ctx.route.path}.", code="unsupported_route")
         uploaded = asyncio.Event()
         body = rest_of_body(first, more, receive, self.max_body_bytes, uploaded)
-        headers = request_headers(dep, scope["headers"], _content_type(scope))
+        content_type = header(scope, b"content-type")
+        headers = request_headers(dep, scope["headers"], content_type.decode("latin-1") if content_type else None)
 
         async def after_upload() -> Message:  # `receive` carries the upload until it is all sent
             await uploaded.wait()
@@ -150,12 +144,9 @@ class UpstreamApp:
 
     async def serve_local(self, scope: Scope, send: Send) -> None:
         path = local_path(scope)
-        if path == "/models" or path in _HEALTH:
+        if path == "/models" or path in HEALTH_PATHS:
             if scope["method"] not in ("GET", "HEAD"):
                 raise GatewayError(405, f"{path} takes GET.", code="method_not_allowed")
-            payload: Any = self._models if path == "/models" else _encode({"status": "healthy"})
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
-            await send({"type": "http.response.body", "body": payload})
+            await send_whole(send, 200, self._models if path == "/models" else _HEALTHY)
             return
         raise GatewayError(404, f"No route {scope['method']} {scope['path']} on this gateway.", code="not_found")

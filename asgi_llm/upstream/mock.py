@@ -18,6 +18,7 @@ import msgspec
 
 from asgi_llm.request.context import RequestContext
 from asgi_llm.request.errors import DONE_EVENT, GatewayError
+from asgi_llm.request.http import send_whole
 from asgi_llm.types import Send
 from asgi_llm.upstream.router import Deployment
 
@@ -59,10 +60,7 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 
 async def _send_json(send: Send, payload: dict[str, Any]) -> None:
-    data = _encode(payload)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [*JSON, (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
+    await send_whole(send, 200, _encode(payload))
 
 
 async def _send_stream(send: Send, events: list[dict[str, Any]]) -> None:
