@@ -2,19 +2,18 @@
 
 - POST to an LLM route: the body comes from the ``RequestContext`` (``Ingest`` made
   it; without ``Ingest`` it is read here the same way), ``model`` picks the
-  deployment, ``mock/...`` answers in-process and ``openai/...`` is forwarded.
+  deployment, and the deployment's provider answers (``upstream.providers``: the
+  call is forwarded to an OpenAI-compatible server, or answered by the mock).
   Multipart uploads are streamed through, routed by their ``model`` field.
 - GET ``/models``, ``/health/liveliness``, ``/health/readiness``.
-- The upstream call runs inside a ``DisconnectWatch``: a client that leaves
-  cancels it. The shared aiohttp session lives in the lifespan (or is made on
-  first use when mounted where no lifespan arrives) and is closed at shutdown.
+- The shared aiohttp session lives in the lifespan (or is made on first use when
+  mounted where no lifespan arrives) and is closed at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import aiohttp
 import msgspec
@@ -23,17 +22,15 @@ from asgi_llm.config.load import UpstreamSettings
 from asgi_llm.hooks.llm_client import use_upstream
 from asgi_llm.request.context import RequestContext, get_context, set_context
 from asgi_llm.request.errors import GatewayError
-from asgi_llm.request.http import header, send_whole
+from asgi_llm.request.http import send_whole
 from asgi_llm.request.ingest import DEFAULT_MAX_BODY, ClientDisconnected, Limits, ingest
 from asgi_llm.request.multipart import rest_of_body, sniff_model
 from asgi_llm.request.routes import HEALTH_PATHS, local_path, match_route
 from asgi_llm.types import Message, Receive, Scope, Send
-from asgi_llm.upstream import mock
-from asgi_llm.upstream.forward import Forwarder, request_headers, upstream_body
+from asgi_llm.upstream.forward import Forwarder, upstream_body
+from asgi_llm.upstream.providers import UpstreamCall, providers
 from asgi_llm.upstream.router import Router
 from asgi_llm.upstream.trace import get_trace
-from asgi_llm.upstream.usage_tap import traced_send
-from asgi_llm.upstream.watch import DisconnectWatch
 
 log = logging.getLogger("asgi_llm")
 _encode = msgspec.json.Encoder().encode
@@ -50,6 +47,7 @@ class UpstreamApp:
         self.limits = limits if limits is not None else Limits(max_body_bytes=max_body_bytes)
         self.max_body_bytes = self.limits.max_body_bytes
         self.forwarder = Forwarder(settings or UpstreamSettings(), session)
+        self.providers = providers(self.forwarder)
         use_upstream(self)  # hooks' acompletion() goes through the latest terminal app built
         models = [{"id": n, "object": "model", "created": 0, "owned_by": "asgi-llm"} for n in router.names]
         self._models = _encode({"object": "list", "data": models})
@@ -93,34 +91,14 @@ class UpstreamApp:
             return
 
     async def forward_json(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route the call, build the body the upstream gets, and let the deployment's provider answer."""
         assert ctx.body is not None
         dep = self.router.pick(ctx.model)
         ctx.consumed = True  # the body goes from the context; `receive` now only reports disconnects
-        if dep.provider == "langfuse":  # PromptTemplating resolves these before they get here
-            raise GatewayError(400, f"Model {dep.model_name!r} takes its prompt from Langfuse: send it as a chat "
-                               "completion.", param="model", code="prompt_model_on_wrong_route")
-        trace = get_trace(scope)
-        if dep.provider == "mock" and trace is None:
-            await mock.answer(dep, ctx, send)  # nothing observes it: no upstream body to build
-            return
-        sent = upstream_body(ctx.body, dep.model)
-        url = dep.api_base + ctx.route.path
-        if trace is not None:  # an observer wants to know what happens upstream
-            trace.deployment, trace.url, trace.sent = dep, url, sent
-            if ctx.stream and trace.want_usage and ctx.call_type in ("completion", "text_completion"):
-                trace.ask_for_usage(sent)
-        if dep.provider == "mock" and trace is not None:  # (an unobserved mock answered above)
-            trace.begin(time.perf_counter())  # the mock is this call's upstream: logged like one
-            await mock.answer(dep, ctx, traced_send(send, trace) if trace.tapping else send, {**ctx.body, **sent})
-            trace.done(None, time.perf_counter())
-            return
-        headers = request_headers(dep, scope["headers"], None)
-        async with DisconnectWatch(receive) as watch:
-            await self.forwarder.forward(dep, url, _encode(sent), headers, ctx.stream, send, trace)
-        if watch.gone:
-            if trace is not None:
-                trace.client_gone = True
-            log.info("client left; upstream call to %r cancelled", dep.model_name)
+        call = UpstreamCall(dep, ctx, upstream_body(ctx.body, dep.model), scope, receive, get_trace(scope))
+        if call.trace is not None:  # an observer wants to know what happens upstream
+            call.trace.describe(dep, call.url, call.body, ctx)
+        await self.providers[dep.provider].answer(call, send)
 
     async def forward_upload(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
         model, first, more = await sniff_model(scope, receive)
@@ -128,19 +106,18 @@ class UpstreamApp:
             raise GatewayError(400, "Multipart body has no `model` field before the file.", param="model",
                                code="missing_model")
         dep = self.router.pick(model)
-        if dep.provider == "mock":
-            raise GatewayError(400, f"The mock provider does not serve {ctx.route.path}.", code="unsupported_route")
+        provider = self.providers[dep.provider]
+        if not provider.uploads:
+            raise GatewayError(400, f"The {dep.provider} provider does not serve {ctx.route.path}.",
+                               code="unsupported_route")
         uploaded = asyncio.Event()
         body = rest_of_body(first, more, receive, self.max_body_bytes, uploaded)
-        content_type = header(scope, b"content-type")
-        headers = request_headers(dep, scope["headers"], content_type.decode("latin-1") if content_type else None)
 
         async def after_upload() -> Message:  # `receive` carries the upload until it is all sent
             await uploaded.wait()
             return await receive()
 
-        async with DisconnectWatch(after_upload):
-            await self.forwarder.forward(dep, dep.api_base + ctx.route.path, body, headers, False, send)
+        await provider.upload(dep, dep.api_base + ctx.route.path, body, scope, after_upload, send)
 
     async def serve_local(self, scope: Scope, send: Send) -> None:
         path = local_path(scope)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from asgi_llm.request.context import scope_state
+from asgi_llm.request.context import RequestContext, scope_state
 from asgi_llm.types import Scope
 from asgi_llm.upstream.router import Deployment
 from asgi_llm.upstream.usage_tap import UsageTap
@@ -72,6 +72,12 @@ class UpstreamTrace:
             self.raw = raw
         if self.on_response is not None:
             self.on_response(self)
+
+    def describe(self, dep: Deployment, url: str, sent: dict[str, Any], ctx: RequestContext) -> None:
+        """The call about to go upstream; a streamed completion's body is made to ask for usage."""
+        self.deployment, self.url, self.sent = dep, url, sent
+        if ctx.stream and self.want_usage and ctx.call_type in ("completion", "text_completion"):
+            self.ask_for_usage(sent)
 
     def ask_for_usage(self, body: dict[str, Any]) -> None:
         """Make a streaming body ask for usage and tap its answer; strip the usage if the client
