@@ -32,7 +32,7 @@ from asgi_llm.hooks.custom_logger import CustomLogger, with_hook
 from asgi_llm.hooks.response import unwrap, wrap
 from asgi_llm.request.context import RequestContext, get_context
 from asgi_llm.sse.chunks import chunk_text, raw_chunk_text
-from asgi_llm.sse.codec import SSEDecoder, is_sse, whole_events
+from asgi_llm.sse.codec import SSEDecoder, is_sse
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 
 _encode = msgspec.json.Encoder().encode
@@ -114,13 +114,14 @@ class StreamHooks:
             if passthrough:
                 await stream.send(message)
                 return
-            body, more = message.get("body", b""), message.get("more_body", False)
-            pairs = None if self.iterators or stream.decoder.pending else whole_events(body)  # usual read: raw
-            batch = [] if pairs is not None else [*stream.decoder.feed(body), *(() if more else stream.decoder.flush())]
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
             if not self.iterators:  # per-chunk hooks only: no task, no queue, one write per read
-                await self.inline(stream, pairs if pairs is not None else [(e.raw, e.payload) for e in batch], auth,
-                                  more)
+                await self.inline(stream, stream.decoder.feed_pairs(body, last=not more), auth, more)
                 return
+            batch = stream.decoder.feed(body)
+            if not more:
+                batch += stream.decoder.flush()
             if batch:
                 await stream.queue.put(batch)
             if not more:

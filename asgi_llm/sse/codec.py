@@ -176,6 +176,23 @@ class SSEDecoder:
         self._scan, self._line_start, self._lines = pos - event_start, line_start - event_start, lines
         return events
 
+    def feed_pairs(self, chunk: bytes, last: bool = False) -> list[tuple[bytes, bytes]]:
+        """``(raw, payload)`` of the events ``chunk`` completes (and, when ``last``, of the rest), for
+        a relay that only needs each event's bytes and data. A read of whole LF-only events with
+        nothing held (the usual read of an LLM stream) is split without event objects."""
+        if not self._buf:
+            pairs = whole_events(chunk)
+            if pairs is not None:
+                return pairs
+        events = self.feed(chunk)
+        if last:
+            events += self.flush()
+        return [(e.raw, e.payload) for e in events]
+
+    def is_whole(self, chunk: bytes) -> bool:
+        """Whether ``chunk`` ends on an event boundary with nothing held: it can pass as it is, unsplit."""
+        return not self._buf and chunk.endswith(b"\n\n")
+
     def flush(self) -> list[SSEEvent]:
         """The unterminated rest of a stream, as one event (its raw bytes unchanged)."""
         if not self._buf:

@@ -36,72 +36,46 @@ def _usage_at(chunk: bytes, start: int) -> int:
 class UsageTap:
     """Reads a relayed SSE stream for its usage chunk, and removes it when ``trace.strip_usage``.
 
-    Only events whose data holds a ``"usage": {`` object are parsed; a network chunk of
-    whole events without one passes as is. Everything passes as its exact bytes; a
-    chunk that completes no event yields nothing until the event is whole. With
-    ``trace.keep_raw`` the upstream's bytes are kept as ``trace.raw``.
+    A read of whole events without a ``"usage": {`` object (OpenAI sends ``"usage":null``
+    in every chunk when asked) passes as it is, after one scan; otherwise the codec
+    splits it into events and only the events holding a usage object are parsed.
+    Everything passes as its exact bytes; a read that completes no event yields
+    nothing until the event is whole. With ``trace.keep_raw`` the upstream's bytes are
+    kept as ``trace.raw``.
     """
 
-    __slots__ = ("decoder", "kept", "pending", "trace")
+    __slots__ = ("decoder", "kept", "trace")
 
     def __init__(self, trace: UpstreamTrace) -> None:
         self.trace = trace
         self.decoder = SSEDecoder()
-        self.pending = False  # the decoder holds part of an event
         self.kept: list[bytes] | None = [] if trace.keep_raw else None
 
     def feed(self, chunk: bytes) -> bytes:
         if self.kept is not None:
             self.kept.append(chunk)
-        if not self.pending and chunk.endswith(b"\n\n"):  # whole events: one scan, parse at most one
-            at = chunk.find(b'"usage"')  # the scan goes on from here: no second pass over the text
-            if at >= 0 and chunk.startswith(b'"usage":null', at):
-                at = _usage_at(chunk, at + 12)
-            if at < 0:
-                return chunk  # no usage object (OpenAI sends "usage":null in every chunk): passed unparsed
-            if b"\r" not in chunk:
-                kept = self._one_event(chunk, at)
-                if kept is not None:
-                    return kept
-        out = self._keep(self.decoder.feed(chunk))
-        self.pending = self.decoder.pending
-        return out
-
-    def _one_event(self, chunk: bytes, at: int) -> bytes | None:
-        """The event around ``at`` parsed alone, if it is one ``data:`` line with the only usage object."""
-        before = chunk.rfind(b"\n\n", 0, at)
-        start = before + 2 if before >= 0 else 0
-        end = chunk.find(b"\n\n", at) + 2
-        event = chunk[start:end - 2]
-        if not event.startswith(b"data: ") or b"\n" in event or _usage_at(chunk, end) >= 0:
-            return None
-        try:
-            parsed = _usage_event(event[6:])
-        except msgspec.DecodeError:
-            return None
-        if not isinstance(parsed.usage, dict):
-            return None
-        self.trace.usage = parsed.usage
-        if self.trace.strip_usage and not parsed.choices:
-            return chunk[:start] + chunk[end:]  # the usage-only chunk the client never asked for
-        return chunk
+        if self.decoder.is_whole(chunk) and _usage_at(chunk, 0) < 0:
+            return chunk  # the usual read: no usage object, nothing to parse
+        return self._keep(self.decoder.feed_pairs(chunk))
 
     def flush(self) -> bytes:
-        self.pending = False
         if self.kept is not None:
             self.trace.raw = b"".join(self.kept)
-        return self._keep(self.decoder.flush())
+        return self._keep(self.decoder.feed_pairs(b"", last=True))
 
-    def _keep(self, events: list[Any]) -> bytes:
+    def _keep(self, pairs: list[tuple[bytes, bytes]]) -> bytes:
         kept: list[bytes] = []
-        for event in events:
-            if event.is_json() and _usage_at(event.payload, 0) >= 0:
-                found = event.json
-                if isinstance(found, dict) and isinstance(found.get("usage"), dict):
-                    self.trace.usage = found["usage"]
-                    if self.trace.strip_usage and not found.get("choices"):
+        for raw, payload in pairs:
+            if payload[:1] == b"{" and _usage_at(payload, 0) >= 0:
+                try:
+                    found = _usage_event(payload)
+                except msgspec.DecodeError:
+                    found = None
+                if found is not None and isinstance(found.usage, dict):
+                    self.trace.usage = found.usage
+                    if self.trace.strip_usage and not found.choices:
                         continue  # the usage-only chunk the client never asked for
-            kept.append(event.raw)
+            kept.append(raw)
         return b"".join(kept)
 
 
