@@ -38,6 +38,16 @@ Build = Callable[[], tuple[dict[str, Any], Any, Any, Any]]  # -> kwargs, respons
 Item = tuple[Sequence[Sink], Build, asyncio.Lock | None]
 
 
+class _Busy:
+    """What one worker is doing, for the watchdog: until when its current callback may run."""
+
+    __slots__ = ("deadline", "timed_out")
+
+    def __init__(self) -> None:
+        self.deadline = math.inf  # no callback running
+        self.timed_out = False  # the watchdog cancelled the worker: the cancellation is ours
+
+
 class LogQueue:
     """See the module docstring."""
 
@@ -50,7 +60,7 @@ class LogQueue:
         self._items: deque[Item] = deque()
         self._idle: list[asyncio.Future[None]] = []  # one per worker waiting for work
         self._tasks: list[asyncio.Task[None]] = []
-        self._busy: dict[asyncio.Task[None], list[Any]] = {}  # worker -> [deadline, sink name, timed out]
+        self._busy: dict[asyncio.Task[None], _Busy] = {}  # each worker, and what it is doing
         self._watchdog: asyncio.TimerHandle | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._waking = False  # a worker was told to run and has not yet: it will take all that is queued
@@ -85,7 +95,7 @@ class LogQueue:
         items, loop = self._items, asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        slot = self._busy[task] = [math.inf, "", False]  # the watchdog reads this worker's deadline here
+        slot = self._busy[task] = _Busy()  # the watchdog reads this worker's deadline here
         while True:
             self._waking = False
             while items:
@@ -99,7 +109,7 @@ class LogQueue:
             self._idle.append(waiter)
             await waiter
 
-    async def _deliver(self, sinks: Sequence[Sink], build: Build, task: asyncio.Task[None], slot: list[Any]) -> None:
+    async def _deliver(self, sinks: Sequence[Sink], build: Build, task: asyncio.Task[None], slot: _Busy) -> None:
         try:
             kwargs, response, start, end = build()
         except Exception:
@@ -107,7 +117,7 @@ class LogQueue:
             return
         loop = asyncio.get_running_loop()
         for sink in sinks:
-            slot[0], slot[1] = loop.time() + self.timeout, sink.name
+            slot.deadline = loop.time() + self.timeout
             if self._watchdog is None:
                 self._arm(loop)
             try:
@@ -118,16 +128,16 @@ class LogQueue:
                                                functools.partial(sink.fn, *sink.args(kwargs, response, start, end)))
                 self.delivered += 1
             except asyncio.CancelledError:
-                if not slot[2]:
+                if not slot.timed_out:
                     raise  # shutdown, not our watchdog
-                slot[2] = False
+                slot.timed_out = False
                 if task.uncancel() > 0:
                     raise  # cancelled for another reason as well
                 log.error("logging callback %s took longer than %gs; abandoned", sink.name, self.timeout)
             except Exception:
                 log.exception("logging callback %s raised; ignored", sink.name)
             finally:
-                slot[0] = math.inf
+                slot.deadline = math.inf
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """One timer checks every worker's deadline (cheaper than a timeout per call)."""
@@ -138,13 +148,13 @@ class LogQueue:
         self._watchdog = None
         now = loop.time()
         for task, slot in self._busy.items():
-            if slot[0] <= now and not slot[2]:
-                slot[2] = True  # tells the worker this cancellation is ours
+            if slot.deadline <= now and not slot.timed_out:
+                slot.timed_out = True  # tells the worker this cancellation is ours
                 task.cancel()
         if self._items and not self._waking:  # every running worker is inside a slow sink
             self._waking = True
             self._wake()
-        if any(slot[0] != math.inf for slot in self._busy.values()):
+        if any(slot.deadline != math.inf for slot in self._busy.values()):
             self._arm(loop)
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -154,7 +164,7 @@ class LogQueue:
 
     @property
     def pending(self) -> int:
-        return len(self._items) + sum(1 for slot in self._busy.values() if slot[0] != math.inf)
+        return len(self._items) + sum(1 for slot in self._busy.values() if slot.deadline != math.inf)
 
     async def drain(self, grace: float | None = 30.0) -> None:
         """Wait until every queued event is delivered (for at most ``grace`` seconds)."""
