@@ -42,7 +42,8 @@ class _Gate:
     """Holds the inner app's messages until opened; makes it wait when the buffer is full."""
 
     def __init__(self, send: Send, limit: int) -> None:
-        self.send, self.limit = send, limit
+        self.send = send
+        self.limit = limit
         self.held: list[Message] = []
         self.size = 0
         self.open = False
@@ -73,7 +74,9 @@ class Moderation:
                  policy: Policy = "fail_closed", buffer_bytes: int = 1 << 20) -> None:
         self.app = app
         self.hooks = with_hook(list(callbacks), "async_moderation_hook")
-        self.timeout, self.policy, self.buffer_bytes = timeout, policy, buffer_bytes
+        self.timeout = timeout
+        self.policy = policy
+        self.buffer_bytes = buffer_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = get_context(scope) if scope["type"] == "http" else None

@@ -52,7 +52,9 @@ class _Stream:
         self.send = send
         self.start: Message | None = None
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=16)  # batches: one per network read
-        self.decoder, self.done, self.text = SSEDecoder(), False, ""  # text: served so far, for per-chunk hooks
+        self.decoder = SSEDecoder()
+        self.done = False
+        self.text = ""  # text: served so far, for per-chunk hooks
         self.out: list[bytes] = []
         self.accepted = False  # a chunk passed the hooks: a later failure ends the stream, not the status
 

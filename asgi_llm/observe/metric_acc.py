@@ -18,7 +18,8 @@ class Count:
     __slots__ = ("child", "value")
 
     def __init__(self, child: Any) -> None:
-        self.child, self.value = child, 0.0
+        self.child = child
+        self.value = 0.0
 
     def flush(self) -> None:
         if self.value:
@@ -32,7 +33,8 @@ class HistogramAcc:
     __slots__ = ("bounds", "child", "counts", "total")
 
     def __init__(self, child: Any, bounds: tuple[float, ...]) -> None:
-        self.child, self.bounds = child, bounds
+        self.child = child
+        self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.total = 0.0
 

@@ -53,7 +53,10 @@ class LogQueue:
 
     def __init__(self, *, maxsize: int = 10_000, workers: int = 8, timeout: float = 10.0, threads: int = 4,
                  on_drop: Callable[[], None] | None = None) -> None:
-        self.maxsize, self.workers, self.timeout, self.threads = maxsize, workers, timeout, threads
+        self.maxsize = maxsize
+        self.workers = workers
+        self.timeout = timeout
+        self.threads = threads
         self.on_drop = on_drop
         self.dropped = 0
         self.delivered = 0

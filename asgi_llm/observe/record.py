@@ -46,8 +46,10 @@ class CallRecord(UpstreamTrace):
     def __init__(self, route: Route, scope: Scope, want_usage: bool = False, keep_raw: bool = False) -> None:
         UpstreamTrace.__init__(self, want_usage, keep_raw)
         self.call_id = new_call_id()
-        self.route, self.scope = route, scope
-        self.start, self.wall = time.perf_counter(), time.time()
+        self.route = route
+        self.scope = scope
+        self.start = time.perf_counter()
+        self.wall = time.time()
         self.status = 0
         self.sse = False
         self.first_byte: float | None = None

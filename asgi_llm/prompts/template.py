@@ -55,8 +55,12 @@ class Compiled:
     """One version, its templates split once into literal text and variable names."""
 
     def __init__(self, prompt_id: str, v: Version) -> None:
-        self.prompt_id, self.version, self.labels = prompt_id, v.version, set(v.labels)
-        self.model, self.params, self.variables = v.model, v.params, v.variables
+        self.prompt_id = prompt_id
+        self.version = v.version
+        self.labels = set(v.labels)
+        self.model = v.model
+        self.params = v.params
+        self.variables = v.variables
         if (v.template is None) == (v.messages is None):
             raise ValueError(f"version {v.version}: give exactly one of `template` and `messages`")
         sources = [("user", v.template)] if v.template is not None else [(m.role, m.content) for m in v.messages or []]

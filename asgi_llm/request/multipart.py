@@ -40,7 +40,8 @@ class _Sniffer:
         })
 
     def _begin(self) -> None:
-        self._disposition, self._in_model = b"", False
+        self._disposition = b""
+        self._in_model = False
         self._field.clear()
         self._header = b""
 
