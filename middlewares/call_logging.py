@@ -75,7 +75,7 @@ class _Call(CallRecord):
         metrics = self.layer.metrics
         if self.sse and metrics is not None:
             metrics.inflight += 1
-        dep = self.deployment
+        dep = self.trace.deployment
         if not self.sse and self.status < 400 and dep is not None and dep.prices is not None:
             self.held = message  # priced: the cost header needs the body first
             return DONE
@@ -90,8 +90,9 @@ class _Call(CallRecord):
     def stamp(self, message: Message) -> Message:
         """The call's headers, added to the start message. The header list is copied first (as Starlette's
         ``MutableHeaders`` does): an app may send the same list every time (the mock does)."""
-        now, started = perf_counter(), self.started
-        upstream = (self.ended or self.headers_at or now) - started if started is not None else 0.0
+        trace, now = self.trace, perf_counter()
+        started = trace.started
+        upstream = (trace.ended or trace.headers_at or now) - started if started is not None else 0.0
         headers = message["headers"] = list(message.get("headers", ()))
         headers += ((b"x-asgi-llm-call-id", self.call_id.encode()),
                     (b"x-asgi-llm-overhead-ms", b"%.3f" % ((now - self.start - upstream) * 1000)))
@@ -123,18 +124,18 @@ class CallLogging:
         rec.layer, rec.send, rec.held = self, send, None
         rec.decoder = SSEDecoder() if self.sinks.stream else None
         rec.order = order = asyncio.Lock() if self.ordered else None  # one call's events in order
-        set_trace(scope, rec)
+        set_trace(scope, rec.trace)
         if order is not None:
             sinks, queue = self.sinks, self.queue
             if sinks.pre:
-                rec.on_attempt = lambda _: queue.put(sinks.pre, lambda: self._args(rec, "pre_api_call"), order)
+                rec.trace.on_attempt = lambda _: queue.put(sinks.pre, lambda: self._args(rec, "pre_api_call"), order)
             if sinks.post:
-                rec.on_response = lambda _: queue.put(sinks.post, lambda: self._args(rec, "post_api_call"), order)
+                rec.trace.on_response = lambda _: queue.put(sinks.post, lambda: self._args(rec, "post_api_call"), order)
         try:
             await self.app(scope, receive, rec.observe)
         finally:
             scope["state"].pop(TRACE_KEY, None)  # the record refers to the scope: leave no cycle for the GC
-            rec.on_attempt = rec.on_response = None  # nor through the event lambdas, which refer to it
+            rec.trace.on_attempt = rec.trace.on_response = None  # nor through the event lambdas, which refer to it
             try:
                 self._finish(rec)
             except Exception:  # a bug here must not turn a served answer into an error

@@ -372,11 +372,11 @@ def test_metrics_tally_puts_every_column_in_its_bucket() -> None:
 
     def call(total: float, upstream: float | None, first: float | None = None, status: int = 200) -> None:
         rec = CallRecord(route, {"type": "http", "state": {}})
-        rec.deployment = SimpleNamespace(model_name="m")  # type: ignore[assignment]
+        rec.trace.deployment = SimpleNamespace(model_name="m")  # type: ignore[assignment]
         rec.start, rec.end, rec.status, rec.sse, rec.first_byte = 0.0, total, status, first is not None, first
         if upstream is not None:
-            rec.started, rec.ended = 0.0, upstream
-        rec.upstream_status = status
+            rec.trace.started, rec.trace.ended = 0.0, upstream
+        rec.trace.upstream_status = status
         rec.prompt_tokens, rec.completion_tokens, rec.cost = 3, 2, 0.5
         metrics.observe_record(rec, failed=status >= 400)
 

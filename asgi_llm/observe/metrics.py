@@ -107,12 +107,12 @@ class GatewayMetrics:
         """One call as the logging layer saw it: its durations noted under its series, counted at the next
         ``_tally`` (column by column over many calls: far less than the same work done in each call);
         errors by type at once."""
-        dep = rec.deployment
+        dep = rec.trace.deployment
         model = dep.model_name if dep is not None else ctx.model if (ctx := rec.ctx) is not None else None
-        start, started, ended = rec.start, rec.started, rec.ended
+        start, started, ended = rec.start, rec.trace.started, rec.trace.ended
         total = (rec.end or start) - start
         upstream = ended - started if started is not None and ended is not None else None
-        key = (model, rec.route.path, 499 if rec.client_gone else rec.status)
+        key = (model, rec.route.path, 499 if rec.trace.client_gone else rec.status)
         rows = self._rows.get(key)
         if rows is None:
             rows = self._rows[key] = []
@@ -130,7 +130,7 @@ class GatewayMetrics:
 
     def _failed(self, rec: CallRecord, model: str) -> None:
         """A failed call's upstream error by type and moderation rejection, under its ``model`` label."""
-        ctx, error, status = rec.ctx, rec.error, rec.upstream_status
+        ctx, error, status = rec.ctx, rec.error, rec.trace.upstream_status
         code = error.code if isinstance(error, GatewayError) else None
         if status is not None and status >= 400:
             self.count(self.upstream_errors, model, f"http_{status}").value += 1

@@ -1,8 +1,8 @@
 """``CallRecord``: what the logging layer saw of one call, and the callback ``kwargs`` built from it.
 
 The record holds the served status, timings (``perf_counter``), the served body
-parts, the error (``Errors`` leaves it in ``scope["state"]``), what the upstream
-trace holds (it is one: the terminal app fills it in),
+parts, the error (``Errors`` leaves it in ``scope["state"]``), its ``UpstreamTrace``
+(the terminal app fills it in),
 and the tokens and cost once settled. ``kwargs`` (seed 003's ``model_call_details``)
 and the ``standard_logging_object`` are built from it off the response path, in the
 logging queue's workers.
@@ -37,14 +37,14 @@ def new_call_id() -> str:
     return os.urandom(16).hex()
 
 
-class CallRecord(UpstreamTrace):
-    """One call as the client saw it, and its upstream trace (one object); see the module docstring."""
+class CallRecord:
+    """One call as the client saw it, with its upstream trace; see the module docstring."""
 
     __slots__ = ("_response", "call_id", "completion_tokens", "cost", "end", "estimated", "first_byte", "prompt_tokens",
-                 "route", "scope", "served", "sse", "start", "status", "wall")
+                 "route", "scope", "served", "sse", "start", "status", "trace", "wall")
 
     def __init__(self, route: Route, scope: Scope, want_usage: bool = False, keep_raw: bool = False) -> None:
-        UpstreamTrace.__init__(self, want_usage, keep_raw)
+        self.trace = UpstreamTrace(want_usage, keep_raw)  # what the terminal app tells us of the upstream call
         self.call_id = new_call_id()
         self.route = route
         self.scope = scope
@@ -72,7 +72,7 @@ class CallRecord(UpstreamTrace):
 
     @property
     def failed(self) -> bool:
-        return self.status >= 400 or self.client_gone or self.error is not None
+        return self.status >= 400 or self.trace.client_gone or self.error is not None
 
     def at(self, moment: float | None) -> datetime | None:
         return None if moment is None else datetime.fromtimestamp(self.wall + moment - self.start)
@@ -97,8 +97,8 @@ class CallRecord(UpstreamTrace):
         the usage chunk), else the estimate, flagged ``"estimated": true``."""
         response = self.response()
         if self.sse and isinstance(response, dict) and response.get("usage") is None and self.prompt_tokens is not None:
-            if isinstance(self.usage, dict):
-                response["usage"] = self.usage
+            if isinstance(self.trace.usage, dict):
+                response["usage"] = self.trace.usage
             else:
                 prompt, completion = self.prompt_tokens, self.completion_tokens
                 response["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
@@ -110,7 +110,7 @@ class CallRecord(UpstreamTrace):
         else the served body's, else an estimate."""
         if self.prompt_tokens is not None:
             return
-        found = usage_tokens(self.usage)  # what the upstream billed, read as it passed
+        found = usage_tokens(self.trace.usage)  # what the upstream billed, read as it passed
         if found is not None:
             self._settle(found)
             return
@@ -129,7 +129,7 @@ class CallRecord(UpstreamTrace):
 
     def _settle(self, found: tuple[int, int]) -> None:
         self.prompt_tokens, self.completion_tokens = found
-        dep = self.deployment
+        dep = self.trace.deployment
         self.cost = cost_of(dep.prices, *found) if dep is not None else None
 
     def kwargs(self, event: str) -> dict[str, Any]:
@@ -137,7 +137,7 @@ class CallRecord(UpstreamTrace):
         successful_api_call, failed_api_call)."""
         ctx = get_context(self.scope)
         body = ctx.body if ctx is not None and ctx.body is not None else _EMPTY
-        dep, sent, auth = self.deployment, self.sent, ctx.auth if ctx is not None else None
+        dep, sent, auth = self.trace.deployment, self.trace.sent, ctx.auth if ctx is not None else None
         source = sent if sent is not None else body
         metadata = {  # one presized literal; the body's own metadata goes under it, when there is some
             "user_api_key_hash": auth.api_key if auth is not None else None,
@@ -150,7 +150,7 @@ class CallRecord(UpstreamTrace):
         given = body.get("metadata")
         if given and type(given) is dict:
             metadata = {**given, **metadata}
-        raw, call_id = self.raw, self.call_id
+        raw, call_id = self.trace.raw, self.call_id
         kwargs: dict[str, Any] = {
             "model": dep.model if dep is not None else body.get("model"),
             "messages": _prompt_of(body),
@@ -166,7 +166,8 @@ class CallRecord(UpstreamTrace):
             "end_time": self.at(self.end),
             "input": _prompt_of(source),
             "api_key": dep.masked_key if dep is not None else None,
-            "additional_args": {"complete_input_dict": sent, "api_base": self.url, "attempts": self.attempts},
+            "additional_args": {"complete_input_dict": sent, "api_base": self.trace.url,
+                                "attempts": self.trace.attempts},
             "log_event_type": event,
             "cache_hit": False,
             "response_cost": self.cost,

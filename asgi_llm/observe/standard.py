@@ -21,25 +21,26 @@ from asgi_llm.observe.record import CallRecord
 def _error_class(rec: CallRecord, error: BaseException | None) -> str:
     if error is not None:
         return type(error).__name__
-    return "ClientDisconnected" if rec.client_gone else f"HTTP{rec.status}"
+    return "ClientDisconnected" if rec.trace.client_gone else f"HTTP{rec.status}"
 
 
 def standard_logging_object(rec: CallRecord, kwargs: dict[str, Any], failed: bool) -> dict[str, Any]:
     error = rec.error if failed else None
     end = rec.end if rec.end is not None else rec.start
     total = end - rec.start
-    upstream = rec.ended - rec.started if rec.started is not None and rec.ended is not None else None
+    started, ended = rec.trace.started, rec.trace.ended
+    upstream = ended - started if started is not None and ended is not None else None
     ttft = rec.first_byte - rec.start if rec.first_byte is not None else None
     prompt = rec.prompt_tokens or 0
     params = kwargs["litellm_params"]
     message = None if not failed else str(error) if error is not None else (
-        "The client closed the connection." if rec.client_gone else f"HTTP {rec.status}")
+        "The client closed the connection." if rec.trace.client_gone else f"HTTP {rec.status}")
     return {
         "id": rec.call_id,
         "call_type": kwargs["call_type"],
         "stream": kwargs["stream"],
         "status": "failure" if failed else "success",
-        "status_code": 499 if rec.client_gone else rec.status,
+        "status_code": 499 if rec.trace.client_gone else rec.status,
         "model": kwargs["model"],
         "model_group": params["metadata"]["model_group"],
         "custom_llm_provider": params["custom_llm_provider"],
@@ -56,7 +57,7 @@ def standard_logging_object(rec: CallRecord, kwargs: dict[str, Any], failed: boo
         "upstream_time": upstream,
         "overhead_time": total - upstream if upstream is not None else total,
         "time_to_first_token": ttft,
-        "attempts": rec.attempts,
+        "attempts": rec.trace.attempts,
         "metadata": params["metadata"],
         "end_user": params["metadata"]["user_api_end_user_id"],
         "cache_hit": False,

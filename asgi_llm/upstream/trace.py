@@ -14,7 +14,7 @@ An observer (the logging layer) puts one in ``scope["state"]`` with ``set_trace`
   and no client sees a chunk it did not ask for.
 - ``client_gone``: the client left and the upstream call was cancelled.
 
-The logging layer's ``CallRecord`` is an ``UpstreamTrace`` itself: one object per call.
+The logging layer's ``CallRecord`` holds one as ``record.trace``.
 """
 
 from __future__ import annotations
