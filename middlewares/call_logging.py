@@ -41,63 +41,71 @@ log = logging.getLogger("asgi_llm.logging")
 Args = tuple[dict[str, Any], Any, Any, Any]
 
 
-class _Call(CallRecord):
-    """A call in flight: its record (also its upstream trace), and ``observe``, the ``send`` the app below
-    gets. The layer sets the extra slots right after making it."""
+class _Call:
+    """A call in flight as the layer sees it: its record, the layer's per-call state, and ``observe``,
+    the ``send`` the app below gets."""
 
-    __slots__ = ("decoder", "held", "layer", "order", "send")
-    decoder: SSEDecoder | None
-    held: Message | None
-    layer: CallLogging
-    order: asyncio.Lock | None
-    send: Send
+    __slots__ = ("decoder", "held", "layer", "order", "rec", "send")
+
+    def __init__(self, layer: CallLogging, rec: CallRecord, send: Send) -> None:
+        self.layer = layer
+        self.rec = rec
+        self.send = send
+        self.held: Message | None = None  # a priced answer's start, until its body is there to price
+        self.decoder = SSEDecoder() if layer.sinks.stream else None  # stream events for `stream` sinks
+        self.order = asyncio.Lock() if layer.ordered else None  # one call's events in order
 
     def observe(self, message: Message) -> Awaitable[None]:
         """Notes what is served and stamps the headers; hands back the next ``send``'s awaitable, so no
         coroutine of its own per message."""
+        rec = self.rec
         if message["type"] != "http.response.start":
             body: bytes = message.get("body", b"")
             if body:
-                if self.first_byte is None:
-                    self.first_byte = perf_counter()
+                if rec.first_byte is None:
+                    rec.first_byte = perf_counter()
                 if self.layer.observing:
-                    self.served.append(body)
-                if self.decoder is not None and self.sse:
+                    rec.served.append(body)
+                if self.decoder is not None and rec.sse:
                     self.layer.stream_events(self, self.decoder.feed(body))
             more = message.get("more_body", False)
             if not more:
-                self.end = perf_counter()  # handed to the server
+                rec.end = perf_counter()  # handed to the server
             if self.held is not None:
-                start, self.held = self.held, None
+                start = self.held
+                self.held = None
                 return self.release(start, message, settle=not more)
             return self.send(message)
-        self.status, self.sse = message["status"], is_sse(message)
+        rec.status = message["status"]
+        rec.sse = is_sse(message)
         metrics = self.layer.metrics
-        if self.sse and metrics is not None:
+        if rec.sse and metrics is not None:
             metrics.inflight += 1
-        dep = self.trace.deployment
-        if not self.sse and self.status < 400 and dep is not None and dep.prices is not None:
+        dep = rec.trace.deployment
+        if not rec.sse and rec.status < 400 and dep is not None and dep.prices is not None:
             self.held = message  # priced: the cost header needs the body first
             return DONE
         return self.send(self.stamp(message))
 
     async def release(self, start: Message, message: Message, settle: bool) -> None:
         if settle:
-            self.settle_usage(message.get("body", b""))
+            self.rec.settle_usage(message.get("body", b""))
         await self.send(self.stamp(start))
         await self.send(message)
 
     def stamp(self, message: Message) -> Message:
         """The call's headers, added to the start message. The header list is copied first (as Starlette's
         ``MutableHeaders`` does): an app may send the same list every time (the mock does)."""
-        trace, now = self.trace, perf_counter()
+        rec = self.rec
+        trace = rec.trace
+        now = perf_counter()
         started = trace.started
         upstream = (trace.ended or trace.headers_at or now) - started if started is not None else 0.0
         headers = message["headers"] = list(message.get("headers", ()))
-        headers += ((b"x-asgi-llm-call-id", self.call_id.encode()),
-                    (b"x-asgi-llm-overhead-ms", b"%.3f" % ((now - self.start - upstream) * 1000)))
-        if self.cost is not None and not self.sse:
-            headers.append((b"x-asgi-llm-response-cost", b"%.10f" % self.cost))
+        headers += ((b"x-asgi-llm-call-id", rec.call_id.encode()),
+                    (b"x-asgi-llm-overhead-ms", b"%.3f" % ((now - rec.start - upstream) * 1000)))
+        if rec.cost is not None and not rec.sse:
+            headers.append((b"x-asgi-llm-response-cost", b"%.10f" % rec.cost))
         return message
 
 
@@ -120,11 +128,10 @@ class CallLogging:
         if route is None:
             await self.app(scope, self._lifespan(receive) if scope["type"] == "lifespan" else receive, send)
             return
-        rec = _Call(route, scope, self.observing, bool(self.sinks.post))
-        rec.layer, rec.send, rec.held = self, send, None
-        rec.decoder = SSEDecoder() if self.sinks.stream else None
-        rec.order = order = asyncio.Lock() if self.ordered else None  # one call's events in order
+        rec = CallRecord(route, scope, self.observing, bool(self.sinks.post))
+        call = _Call(self, rec, send)
         set_trace(scope, rec.trace)
+        order = call.order
         if order is not None:
             sinks, queue = self.sinks, self.queue
             if sinks.pre:
@@ -132,18 +139,19 @@ class CallLogging:
             if sinks.post:
                 rec.trace.on_response = lambda _: queue.put(sinks.post, lambda: self._args(rec, "post_api_call"), order)
         try:
-            await self.app(scope, receive, rec.observe)
+            await self.app(scope, receive, call.observe)
         finally:
             scope["state"].pop(TRACE_KEY, None)  # the record refers to the scope: leave no cycle for the GC
             rec.trace.on_attempt = rec.trace.on_response = None  # nor through the event lambdas, which refer to it
             try:
-                self._finish(rec)
+                self._finish(call)
             except Exception:  # a bug here must not turn a served answer into an error
                 log.exception("logging of call %s failed", rec.call_id)
 
-    def stream_events(self, rec: _Call, events: list[Any]) -> None:
+    def stream_events(self, call: _Call, events: list[Any]) -> None:
         """``stream`` events for the served chunks, in order."""
-        start, order = rec.at(rec.start), rec.order
+        rec, order = call.rec, call.order
+        start = rec.at(rec.start)
         for event in events:
             chunk = event.json
             if isinstance(chunk, dict):
@@ -164,7 +172,8 @@ class CallLogging:
             kwargs["complete_streaming_response"] = response
         return kwargs, response, kwargs["start_time"], kwargs["end_time"]
 
-    def _finish(self, rec: _Call) -> None:
+    def _finish(self, call: _Call) -> None:
+        rec = call.rec
         rec.end = rec.end or perf_counter()
         metrics = self.metrics
         if metrics is not None and rec.sse:
@@ -178,7 +187,7 @@ class CallLogging:
             metrics.observe_record(rec, failed)
         sinks = self.sinks.failure if failed else self.sinks.success
         if sinks:
-            self.queue.put(sinks, lambda: self._final(rec, failed), rec.order)
+            self.queue.put(sinks, lambda: self._final(rec, failed), call.order)
 
     def _lifespan(self, receive: Receive) -> Receive:
         async def shutdown_first() -> Message:
