@@ -95,13 +95,18 @@ class PromptTemplating:
         body = ctx.body
         assert body is not None
         manager, target, defaults, langfuse = self.select(body.get("model"))
-        if not defaults and manager is None and all(field not in body for field in PROMPT_FIELDS):
-            return None  # the common case: nothing here concerns prompts
-        ctx.changed = True  # the prompt fields leave the body: it is sent without them
-        # the body's prompt fields win over the model's defaults, even when they are null
-        taken = [body.pop(field, _NO) for field in PROMPT_FIELDS]
-        prompt_id, variables, label, version = (
-            defaults.get(field) if value is _NO else value for field, value in zip(PROMPT_FIELDS, taken, strict=True))
+        if not defaults and manager is None and "prompt_id" not in body and "prompt_variables" not in body \
+                and "prompt_label" not in body and "prompt_version" not in body:
+            return None  # the common case: nothing here concerns prompts (four lookups, no set built)
+        ctx.changed = True  # the prompt fields leave the body (harmless when none did: one encode)
+        pop = body.pop
+        if defaults:  # the body wins over the model's defaults, even with a null
+            prompt_id, variables, label, version = (
+                defaults.get(field) if (value := pop(field, _NO)) is _NO else value for field in PROMPT_FIELDS)
+        else:  # the two rare fields are tested before popping: a test is cheaper than a missed pop
+            prompt_id, variables = pop("prompt_id", None), pop("prompt_variables", None)
+            label = pop("prompt_label") if "prompt_label" in body else None
+            version = pop("prompt_version") if "prompt_version" in body else None
         store = self.store
         named_store = store is not None and manager is store
         if manager is None or named_store:
