@@ -131,6 +131,21 @@ def whole_events(chunk: bytes) -> list[tuple[bytes, bytes]] | None:
     return pairs
 
 
+def event_at(chunk: bytes, at: int) -> tuple[int, int, bytes] | None:
+    """In a read of whole LF-only events, the event holding byte ``at``: where it starts, where it ends
+    (after its blank line) and its data, when it is one ``data:`` line; else None. For a relay that
+    looks at one event of a read (found by a byte search) without splitting the others."""
+    if b"\r" in chunk:
+        return None
+    before = chunk.rfind(b"\n\n", 0, at)
+    start = before + 2 if before >= 0 else 0
+    end = chunk.find(b"\n\n", at) + 2
+    if end < 2:
+        return None
+    data = _one_line_data(chunk[start:end - 2])
+    return None if data is None else (start, end, data)
+
+
 class SSEDecoder:
     """Incremental SSE parser; see the module docstring."""
 

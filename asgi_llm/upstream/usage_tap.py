@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from asgi_llm.sse.codec import SSEDecoder, is_sse
+from asgi_llm.sse.codec import SSEDecoder, event_at, is_sse
 from asgi_llm.types import Message, Send
 
 if TYPE_CHECKING:
@@ -54,29 +54,33 @@ class UsageTap:
     def feed(self, chunk: bytes) -> bytes:
         if self.kept is not None:
             self.kept.append(chunk)
-        if self.decoder.is_whole(chunk) and _usage_at(chunk, 0) < 0:
-            return chunk  # the usual read: no usage object, nothing to parse
-        return self._keep(self.decoder.feed_pairs(chunk))
+        if self.decoder.is_whole(chunk):
+            at = _usage_at(chunk, 0)
+            if at < 0:
+                return chunk  # the usual read: no usage object, nothing to parse
+            found = event_at(chunk, at)
+            if found is not None and _usage_at(chunk, found[1]) < 0:  # the read's one usage object: only
+                start, end, payload = found  # its event is looked at (an upstream may send a stream in one read)
+                return chunk if self._keeps(payload) else chunk[:start] + chunk[end:]
+        return b"".join(raw for raw, payload in self.decoder.feed_pairs(chunk) if self._keeps(payload))
 
     def flush(self) -> bytes:
         if self.kept is not None:
             self.trace.raw = b"".join(self.kept)
-        return self._keep(self.decoder.feed_pairs(b"", last=True))
+        return b"".join(raw for raw, payload in self.decoder.feed_pairs(b"", last=True) if self._keeps(payload))
 
-    def _keep(self, pairs: list[tuple[bytes, bytes]]) -> bytes:
-        kept: list[bytes] = []
-        for raw, payload in pairs:
-            if payload[:1] == b"{" and _usage_at(payload, 0) >= 0:
-                try:
-                    found = _usage_event(payload)
-                except msgspec.DecodeError:
-                    found = None
-                if found is not None and isinstance(found.usage, dict):
-                    self.trace.usage = found.usage
-                    if self.trace.strip_usage and not found.choices:
-                        continue  # the usage-only chunk the client never asked for
-            kept.append(raw)
-        return b"".join(kept)
+    def _keeps(self, payload: bytes) -> bool:
+        """Note the usage an event carries; False for the usage-only chunk the client never asked for."""
+        if payload[:1] != b"{" or _usage_at(payload, 0) < 0:
+            return True
+        try:
+            found = _usage_event(payload)
+        except msgspec.DecodeError:
+            return True
+        if not isinstance(found.usage, dict):
+            return True
+        self.trace.usage = found.usage
+        return not (self.trace.strip_usage and not found.choices)
 
 
 def traced_send(send: Send, trace: UpstreamTrace) -> Send:
