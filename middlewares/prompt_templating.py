@@ -97,13 +97,13 @@ class PromptTemplating:
         manager, target, defaults, langfuse = self.select(body.get("model"))
         if not defaults and manager is None and "prompt_id" not in body and "prompt_variables" not in body \
                 and "prompt_label" not in body and "prompt_version" not in body:
-            return None  # the common case: nothing here concerns prompts (four lookups, no set built)
-        ctx.changed = True  # the prompt fields leave the body (harmless when none did: one encode)
+            return None  # the common case: nothing here concerns prompts
+        ctx.changed = True  # the prompt fields leave the body: it is sent without them
         pop = body.pop
         if defaults:  # the body wins over the model's defaults, even with a null
             prompt_id, variables, label, version = (
                 defaults.get(field) if (value := pop(field, _NO)) is _NO else value for field in PROMPT_FIELDS)
-        else:  # the two rare fields are tested before popping: a test is cheaper than a missed pop
+        else:  # no defaults: a field the body does not carry is None
             prompt_id, variables = pop("prompt_id", None), pop("prompt_variables", None)
             label = pop("prompt_label") if "prompt_label" in body else None
             version = pop("prompt_version") if "prompt_version" in body else None
