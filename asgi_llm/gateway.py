@@ -95,8 +95,7 @@ class Gateway:
         if general.master_key or config.keys:
             inner = Auth(inner, master_key=general.master_key, keys=config.keys)
             self.layers.insert(0, "Auth")
-        inner = Ingest(inner, max_body_bytes=limits.max_body_bytes, max_header_bytes=limits.max_header_bytes,
-                       body_timeout=limits.body_timeout, max_messages=limits.max_messages)
+        inner = Ingest(inner, limits=limits)  # the terminal app's too: one body deadline sweeper per loop
         self.app: ASGIApp = Errors(inner, callbacks=self.callbacks)
         self.layers[:0] = ["Errors", "Ingest"]
         self._logging(config, success_callback, failure_callback, input_callback)

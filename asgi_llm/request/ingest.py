@@ -150,10 +150,11 @@ class Ingest:
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int = DEFAULT_MAX_BODY,
                  max_header_bytes: int = DEFAULT_MAX_HEADERS, body_timeout: float = DEFAULT_BODY_TIMEOUT,
-                 max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
+                 max_messages: int = DEFAULT_MAX_MESSAGES, limits: Limits | None = None) -> None:
         self.app = app
-        self.limits = Limits(max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
-                             body_timeout=body_timeout, max_messages=max_messages)
+        self.limits = limits if limits is not None else Limits(
+            max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes, body_timeout=body_timeout,
+            max_messages=max_messages)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
