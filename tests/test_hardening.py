@@ -184,22 +184,47 @@ def _raw_request(port: int, head: bytes, body: bytes, wait: float) -> bytes:
     return answer
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/audio/transcriptions"])
-def test_a_client_that_sends_less_than_its_content_length_gets_408(path: str, upstream: tuple[Recorder, str],
+FORM = b'--xyz\r\ncontent-disposition: form-data; name="model"\r\n\r\n'
+FILE = b'\r\n--xyz\r\ncontent-disposition: form-data; name="file"; filename="a"\r\n\r\n'
+STALLS = {
+    "json": (b"application/json", b'{"model": "echo", '),
+    "upload, in the model field": (b"multipart/form-data; boundary=xyz", FORM + b"ec"),
+    "upload, in the file": (b"multipart/form-data; boundary=xyz",  # streaming upstream by then
+                            FORM + b"echo" + FILE + b"RI"),
+}
+
+
+@pytest.mark.parametrize("stall", list(STALLS))
+def test_a_client_that_sends_less_than_its_content_length_gets_408(stall: str, upstream: tuple[Recorder, str],
                                                                    gateway_factory: Callable[..., str]) -> None:
     base = gateway_factory({"model_list": [deployment("echo", upstream[1] + "/v1")],
                             "general_settings": {"request_body_timeout": 0.5}})
     port = int(base.rsplit(":", 1)[1])
-    media = b"application/json" if "chat" in path else b"multipart/form-data; boundary=xyz"
-    head = b"POST " + path.encode() + b" HTTP/1.1\r\nhost: x\r\ncontent-type: " + media + \
-        b"\r\ncontent-length: 1000\r\n\r\n"
+    media, part = STALLS[stall]
+    path = b"/v1/chat/completions" if stall == "json" else b"/v1/audio/transcriptions"
+    head = b"POST " + path + b" HTTP/1.1\r\nhost: x\r\ncontent-type: " + media + \
+        b"\r\ncontent-length: 100000\r\n\r\n"
     started = time.monotonic()
-    form = b'--xyz\r\ncontent-disposition: form-data; name="model"\r\n\r\nec'  # the model field, unfinished
-    part = b'{"model": "echo", ' if "chat" in path else form
     answer = _raw_request(port, head, part, wait=5)
     took = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"request_body_timeout" in answer and took < 3  # 0.5 s, checked every 0.125 s; not the 5 s socket wait
+
+
+def test_an_upload_past_the_size_limit_is_413_not_an_upstream_error(upstream: tuple[Recorder, str],
+                                                                     gateway_factory: Callable[..., str]) -> None:
+    """Chunked, so no content-length tells in advance: the limit is found while the upload streams upstream."""
+    base = gateway_factory({"model_list": [deployment("whisper", upstream[1] + "/v1")],
+                            "general_settings": {"max_request_size_mb": 0.01}})
+
+    def chunks() -> Iterator[bytes]:
+        yield FORM + b"whisper" + FILE
+        for _ in range(20):
+            yield b"x" * 1024
+
+    resp = httpx.post(base + "/v1/audio/transcriptions", content=chunks(), timeout=10,
+                      headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "request_too_large"
 
 
 def test_authorization_without_bearer_says_so(upstream: tuple[Recorder, str],

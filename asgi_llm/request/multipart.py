@@ -100,24 +100,33 @@ async def sniff_model(scope: Scope, receive: Receive) -> tuple[str | None, list[
     return sniffer.model, chunks, more
 
 
-async def rest_of_body(first: list[bytes], more: bool, receive: Receive, limit: int,
-                       done: asyncio.Event) -> AsyncIterator[bytes]:
+async def rest_of_body(first: list[bytes], more: bool, receive: Receive, limit: int, done: asyncio.Event,
+                       failed: asyncio.Future[BaseException] | None = None) -> AsyncIterator[bytes]:
     """The upload as read so far, then the rest of it from ``receive``, within ``limit``;
-    ``done`` is set once the last byte went out, when ``receive`` is free for disconnects."""
+    ``done`` is set once the last byte went out, when ``receive`` is free for disconnects.
+
+    The upstream client reads this in a task of its own, where an error would become its
+    own transport error: ``failed`` gets the client's fault instead (too large, a stalled or
+    lying body, a disconnect), so the caller can answer it as what it is."""
     size = 0
-    for chunk in first:
-        size += len(chunk)
-        yield chunk
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk = message.get("body", b"")
-        more = message.get("more_body", False)
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        yield chunk
+    try:
+        for chunk in first:
+            size += len(chunk)
+            yield chunk
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            yield chunk
+    except (GatewayError, ClientDisconnected) as exc:
+        if failed is not None and not failed.done():
+            failed.set_result(exc)
+        raise
     done.set()
 
 

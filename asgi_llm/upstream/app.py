@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import aiohttp
@@ -111,13 +112,26 @@ class UpstreamApp:
             raise GatewayError(400, f"The {dep.provider} provider does not serve {ctx.route.path}.",
                                code="unsupported_route")
         uploaded = asyncio.Event()
-        body = rest_of_body(first, more, receive, self.max_body_bytes, uploaded)
+        failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        body = rest_of_body(first, more, receive, self.max_body_bytes, uploaded, failed)
 
         async def after_upload() -> Message:  # `receive` carries the upload until it is all sent
             await uploaded.wait()
             return await receive()
 
-        await provider.upload(dep, dep.api_base + ctx.route.path, body, scope, after_upload, send)
+        upload = asyncio.ensure_future(provider.upload(dep, dep.api_base + ctx.route.path, body, scope,
+                                                       after_upload, send))
+        try:
+            await asyncio.wait((upload, failed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not upload.done():  # the client's body failed (or we were cancelled): stop the upstream call
+                upload.cancel()
+            with contextlib.suppress(BaseException):  # waited for; its own outcome is raised below
+                await upload
+        if failed.done():
+            raise failed.result()  # the client's fault, answered as such (408, 413), not as the upstream's
+        failed.cancel()
+        await upload
 
     async def serve_local(self, scope: Scope, send: Send) -> None:
         path = local_path(scope)
