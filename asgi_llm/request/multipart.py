@@ -110,8 +110,10 @@ async def rest_of_body(first: list[bytes], more: bool, receive: Receive, limit: 
     lying body, a disconnect), so the caller can answer it as what it is."""
     size = 0
     try:
-        for chunk in first:
+        for chunk in first:  # what was read to find `model` counts toward the limit too
             size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
             yield chunk
         while more:
             message = await receive()

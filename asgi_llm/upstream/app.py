@@ -119,8 +119,13 @@ class UpstreamApp:
             await uploaded.wait()
             return await receive()
 
+        async def unless_failed(message: Message) -> None:
+            if failed.done():  # the upstream may answer a body cut short by the client's fault: not relayed
+                raise failed.result()
+            await send(message)
+
         upload = asyncio.ensure_future(provider.upload(dep, dep.api_base + ctx.route.path, body, scope,
-                                                       after_upload, send))
+                                                       after_upload, unless_failed))
         try:
             await asyncio.wait((upload, failed), return_when=asyncio.FIRST_COMPLETED)
         finally:
