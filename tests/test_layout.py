@@ -104,3 +104,12 @@ def test_moderation_sits_after_call_hooks() -> None:
     config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]}
     gateway = Gateway(parse_config(config), callbacks=[Both()])
     assert gateway.layers == ["Errors", "Ingest", "CallHooks", "Moderation", "UpstreamApp"]
+
+
+def test_every_provider_the_config_accepts_has_an_implementation() -> None:
+    """config.PROVIDERS (config cannot import upstream) and the provider registry name the same set."""
+    from asgi_llm.config.load import PROVIDERS, UpstreamSettings
+    from asgi_llm.upstream.forward import Forwarder
+    from asgi_llm.upstream.providers import providers
+
+    assert set(providers(Forwarder(UpstreamSettings()))) == set(PROVIDERS)
