@@ -2,7 +2,7 @@
 
 ``load_config`` returns a typed ``Config`` or raises ``ConfigError`` whose message is
 one line naming the key and the problem. Keys we do not support are collected by
-``unsupported_keys`` so start-up can list them in one warning instead of dropping
+``check_keys`` (which refuses typos) so start-up can list them in one warning instead of dropping
 them silently.
 """
 
@@ -31,7 +31,7 @@ from asgi_llm.config.schema import (
 
 __all__ = [
     "PROVIDERS", "Config", "ConfigError", "GeneralSettings", "LiteLLMParams", "LiteLLMSettings", "ModelEntry",
-    "PromptSettings", "UpstreamSettings", "VirtualKey", "load_config", "parse_config", "unsupported_keys",
+    "PromptSettings", "UpstreamSettings", "VirtualKey", "load_config", "parse_config", "check_keys",
 ]
 PROVIDERS = ("langfuse", "mock", "openai")  # langfuse/<model_name>: prompt from Langfuse, then <model_name>
 
@@ -108,11 +108,6 @@ def check_keys(raw: dict[str, Any]) -> list[str]:
     return walk.unsupported
 
 
-def unsupported_keys(raw: dict[str, Any]) -> list[str]:
-    """Every key in ``raw`` that LiteLLM knows and asgi-llm does not support; typos raise ``ConfigError``."""
-    return check_keys(raw)
-
-
 def _check(config: Config) -> None:
     for i, key in enumerate(config.keys):
         if not _SHA256.fullmatch(key.key_hash):
@@ -148,12 +143,17 @@ def prompts_path(config: Config) -> str:
 
 def parse_config(raw: Any, path: str | None = None) -> Config:
     """Validate an already-loaded mapping (YAML or code) into a ``Config``."""
+    return _parse(raw, path)[0]
+
+
+def _parse(raw: Any, path: str | None) -> tuple[Config, list[str]]:
+    """The ``Config``, and the keys LiteLLM knows that asgi-llm does not support (typos raise)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"the config must be a mapping, not {type(raw).__name__}")
     resolved = _resolve_env(raw, "")
-    check_keys(raw)  # a typo stops here, before anything runs
+    unsupported = check_keys(raw)  # a typo stops here, before anything runs
     if isinstance(resolved.get("prompts"), str):  # `prompts: folder/` is short for `prompts: {path: folder/}`
         resolved["prompts"] = {"path": resolved["prompts"]}
     try:
@@ -165,7 +165,7 @@ def parse_config(raw: Any, path: str | None = None) -> Config:
         raise ConfigError(f"`{where}`: {_AT.sub('', text)}") from None
     config.path = path
     _check(config)
-    return config
+    return config, unsupported
 
 
 def load_config(path: str | os.PathLike[str]) -> tuple[Config, list[str]]:
@@ -179,6 +179,4 @@ def load_config(path: str | os.PathLike[str]) -> tuple[Config, list[str]]:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{file} is not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
-    unsupported = check_keys(raw) if isinstance(raw, dict) else []
-    config = parse_config(raw, str(file.resolve()))
-    return config, unsupported
+    return _parse(raw, str(file.resolve()))

@@ -1,6 +1,6 @@
 """The config's schema: LiteLLM's keys, typed, plus asgi-llm's own sections.
 
-Unknown keys are not rejected here (``config.unsupported_keys`` lists them for one
+Unknown keys are not rejected here (``config.load.check_keys`` lists them for one
 start-up warning); values are converted with ``strict=False`` so ``os.environ/``
 strings can fill numbers.
 """

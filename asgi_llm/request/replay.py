@@ -16,7 +16,7 @@ import msgspec
 
 from asgi_llm.request.context import get_context
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
-from asgi_llm.upstream.forward import STRIPPED_FIELDS
+from asgi_llm.upstream.forward import STRIPPED_FIELDS, without_gateway_fields
 from asgi_llm.upstream.router import Router
 
 _encode = msgspec.json.Encoder().encode
@@ -36,10 +36,8 @@ class Replay:
             return
         if self.router is not None:
             self.router.check(ctx.model)
-        if STRIPPED_FIELDS.isdisjoint(ctx.body):
-            body = ctx.body_bytes()
-        else:  # the context keeps them (hooks and logging read them); the wire does not
-            body = _encode({k: v for k, v in ctx.body.items() if k not in STRIPPED_FIELDS})
+        # the context keeps the gateway-only fields (hooks and logging read them); the wire does not
+        body = ctx.body_bytes() if STRIPPED_FIELDS.isdisjoint(ctx.body) else _encode(without_gateway_fields(ctx.body))
         ctx.consumed = True  # outer replaying receives now only delegate
         headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))

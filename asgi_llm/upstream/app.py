@@ -46,7 +46,6 @@ class UpstreamApp:
                  limits: Limits | None = None) -> None:
         self.router = router
         self.limits = limits if limits is not None else Limits(max_body_bytes=max_body_bytes)
-        self.max_body_bytes = self.limits.max_body_bytes
         self.forwarder = Forwarder(settings or UpstreamSettings(), session)
         self.providers = providers(self.forwarder)
         use_upstream(self)  # hooks' acompletion() goes through the latest terminal app built
@@ -113,7 +112,7 @@ class UpstreamApp:
                                code="unsupported_route")
         uploaded = asyncio.Event()
         failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-        body = rest_of_body(first, more, receive, self.max_body_bytes, uploaded, failed)
+        body = rest_of_body(first, more, receive, self.limits.max_body_bytes, uploaded, failed)
 
         async def after_upload() -> Message:  # `receive` carries the upload until it is all sent
             await uploaded.wait()

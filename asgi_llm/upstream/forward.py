@@ -48,9 +48,14 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _encode = msgspec.json.Encoder().encode
 
 
+def without_gateway_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without the gateway-only and steering fields (``STRIPPED_FIELDS``): what may leave the stack."""
+    return {k: v for k, v in body.items() if k not in STRIPPED_FIELDS}
+
+
 def upstream_body(body: dict[str, Any], model: str) -> dict[str, Any]:
     """The body the upstream gets: gateway-only fields gone, ``model`` the deployment's."""
-    out = {k: v for k, v in body.items() if k not in STRIPPED_FIELDS}
+    out = without_gateway_fields(body)
     out["model"] = model
     return out
 
