@@ -4,7 +4,10 @@ This is the one module of ``asgi_llm`` allowed to import ``middlewares``. The
 order is a contract (request-side outer to inner, response-side inner to outer)::
 
     MetricsEndpoint -> CallLogging -> Errors -> Ingest -> Auth -> EnforceUserParam -> CallHooks
-           -> PromptTemplating -> Moderation -> StreamHooks -> UpstreamApp (or Replay(app))
+           -> PromptTemplating -> Moderation -> StreamHooks -> LimitsAndCache -> UpstreamApp (or Replay(app))
+
+``LimitsAndCache`` is the innermost layer: the body it keys the cache by is the one the
+upstream gets, and every policy layer runs on a cached answer as on a fresh one.
 
 Pre-call hooks run before prompt management, as in LiteLLM (whose proxy runs
 ``async_pre_call_hook`` before the completion call, where prompts are rendered): a
@@ -26,6 +29,7 @@ import aiohttp
 
 from asgi_llm.config.callbacks import load_callbacks, load_functions
 from asgi_llm.config.load import Config, ConfigError, load_config, prompts_path
+from asgi_llm.config.redis import cache_in_redis, redis_target
 from asgi_llm.hooks.cache import DualCache
 from asgi_llm.hooks.custom_logger import CustomLogger, overrides
 from asgi_llm.hooks.prompt_manager import is_manager
@@ -38,12 +42,16 @@ from asgi_llm.prompts.store import PromptStore
 from asgi_llm.request.error_layer import Errors
 from asgi_llm.request.ingest import Ingest, Limits
 from asgi_llm.request.replay import Replay
+from asgi_llm.shared.limits import LimitTable
+from asgi_llm.shared.redis_link import RedisLink
+from asgi_llm.shared.state import SharedState
 from asgi_llm.types import ASGIApp, Receive, Scope, Send
 from asgi_llm.upstream.app import UpstreamApp
 from asgi_llm.upstream.router import Router
 from middlewares.auth import Auth
 from middlewares.call_hooks import CallHooks
 from middlewares.call_logging import CallLogging
+from middlewares.limits_and_cache import LimitsAndCache
 from middlewares.metrics_endpoint import MetricsEndpoint
 from middlewares.moderation import Moderation
 from middlewares.prompt_templating import PromptTemplating
@@ -68,14 +76,29 @@ class Gateway:
         self.config = config
         self.callbacks = callbacks if callbacks is not None else load_callbacks(
             config.litellm_settings.callbacks, config.path)
-        self.cache = DualCache()
+        params = config.litellm_settings.cache_params
+        self.metrics = GatewayMetrics(e.model_name for e in config.model_list) if general.metrics else None
+        target = redis_target(config)
+        self.redis = RedisLink(target, retry_interval=params.retry_interval, metrics=self.metrics) if target else None
+        self.cache = DualCache(redis=self.redis, in_memory_ttl=params.default_in_memory_ttl)
         self.upstream: UpstreamApp | None = None
+        self.router = router = Router(config)
         inner: ASGIApp
         if app is None:
-            self.upstream = UpstreamApp(Router(config), settings=general.upstream, limits=limits, session=session)
+            self.upstream = UpstreamApp(router, settings=general.upstream, limits=limits, session=session)
             inner, self.layers = self.upstream, ["UpstreamApp"]
         else:
-            inner, self.layers = Replay(app, router=Router(config)), ["Replay"]
+            inner, self.layers = Replay(app, router=router), ["Replay"]
+        self.shared: SharedState | None = None
+        table = LimitTable(config)
+        caching = config.litellm_settings.cache
+        if table or caching:
+            self.shared = SharedState(table, link=self.redis, params=params if caching else None,
+                                      cache_in_redis=cache_in_redis(params, target), metrics=self.metrics,
+                                      lease_ttl=general.rate_limit_lease_ttl,
+                                      fail_closed=general.rate_limit_fail == "closed")
+            inner = LimitsAndCache(inner, state=self.shared, router=router, cache=params if caching else None)
+            self.layers.insert(0, "LimitsAndCache")
         if any(overrides(cb, h) for cb in self.callbacks
                for h in ("async_post_call_streaming_iterator_hook", "async_post_call_streaming_hook")):
             inner = StreamHooks(inner, callbacks=self.callbacks)
@@ -118,7 +141,6 @@ class Gateway:
                 priced = True
                 names = (entry.model_name, entry.litellm_params.model, entry.litellm_params.model.partition("/")[2])
                 register_prices(names, prices)
-        self.metrics = GatewayMetrics(e.model_name for e in config.model_list) if general.metrics else None
         self.log_queue = LogQueue(maxsize=general.log_queue_size, timeout=general.log_callback_timeout,
                                   on_drop=self.metrics.dropped.inc if self.metrics is not None else None)
         if not (sinks or self.metrics is not None or priced or general.call_headers):
@@ -145,7 +167,7 @@ class Gateway:
         if not managers and not wanted:
             return inner
         self.layers.insert(0, "PromptTemplating")
-        router = upstream.router if upstream is not None else Router(config)  # one routing table
+        router = self.router  # one routing table
         return PromptTemplating(inner, managers=managers, router=router, langfuse=self.langfuse, store=self.store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -157,6 +179,8 @@ class Gateway:
         await self.langfuse.aclose()
         if self.upstream is not None:
             await self.upstream.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 def load_prompt_store(config: Config) -> PromptStore:

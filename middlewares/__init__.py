@@ -5,11 +5,12 @@ from asgi_llm.hooks.auth import hash_key
 from middlewares.auth import Auth
 from middlewares.call_hooks import CallHooks
 from middlewares.call_logging import CallLogging
+from middlewares.limits_and_cache import LimitsAndCache
 from middlewares.metrics_endpoint import MetricsEndpoint
 from middlewares.moderation import Moderation
 from middlewares.prompt_templating import PromptTemplating
 from middlewares.stream_hooks import StreamHooks
 from middlewares.user_param import EnforceUserParam
 
-__all__ = ["Auth", "CallHooks", "CallLogging", "EnforceUserParam", "MetricsEndpoint", "Moderation",
-           "PromptTemplating", "StreamHooks", "hash_key"]
+__all__ = ["Auth", "CallHooks", "CallLogging", "EnforceUserParam", "LimitsAndCache", "MetricsEndpoint",
+           "Moderation", "PromptTemplating", "StreamHooks", "hash_key"]

@@ -25,7 +25,7 @@ model_list:
       timeout: 30
       stream_timeout: 5
       max_retries: 1
-      rpm: 100
+      region_name: eu-west-1
   - model_name: fake
     litellm_params:
       model: mock/fake
@@ -48,7 +48,7 @@ def test_litellm_config_loads_with_env_and_lists_unsupported(tmp_path: Path, mon
     path = tmp_path / "config.yaml"
     path.write_text(LITELLM_CONFIG)
     config, unsupported = load_config(path)
-    assert unsupported == ["model_list[0].litellm_params.rpm", "litellm_settings.drop_params",
+    assert unsupported == ["model_list[0].litellm_params.region_name", "litellm_settings.drop_params",
                            "general_settings.database_url"]
     assert config.general_settings.master_key == "sk-master"
     gpt = Router(config).pick("gpt-4o")
@@ -64,13 +64,13 @@ MOCK = {"model_list": [{"model_name": "x", "litellm_params": {"model": "mock/x"}
 
 def test_litellm_keys_we_do_not_support_only_warn(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("model_list:\n  - model_name: x\n    litellm_params: {model: mock/x, rpm: 3, drop_params: true}\n"
+    path.write_text("model_list:\n  - model_name: x\n    litellm_params: {model: mock/x, region_name: eu, drop_params: true}\n"
                     "general_settings: {database_url: postgres://x, alerting: [slack]}\n"
                     "litellm_settings: {set_verbose: true, anything_litellm_has: 1}\n"
                     "router_settings: {routing_strategy: least-busy}\nenvironment_variables: {A: b}\n")
     _, unsupported = load_config(path)
     assert sorted(unsupported) == sorted([
-                           "model_list[0].litellm_params.rpm", "model_list[0].litellm_params.drop_params",
+                           "model_list[0].litellm_params.region_name", "model_list[0].litellm_params.drop_params",
                            "litellm_settings.set_verbose", "litellm_settings.anything_litellm_has",
                            "general_settings.database_url", "general_settings.alerting",
                            "router_settings.routing_strategy", "environment_variables"])
@@ -146,7 +146,7 @@ def test_cli_refuses_configs_that_cannot_run(tmp_path: Path, extra: str, says: s
 def test_cli_serves_a_config_and_warns_once(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n"
-                    "      rpm: 5\nrouter_settings:\n  routing_strategy: simple-shuffle\n")
+                    "      region_name: eu\nrouter_settings:\n  routing_strategy: simple-shuffle\n")
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
@@ -167,4 +167,4 @@ def test_cli_serves_a_config_and_warns_once(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=20)
     warnings = [line for line in err.splitlines() if "not supported" in line]
     assert len(warnings) == 1
-    assert "model_list[0].litellm_params.rpm" in warnings[0] and "router_settings" in warnings[0]
+    assert "model_list[0].litellm_params.region_name" in warnings[0] and "router_settings" in warnings[0]

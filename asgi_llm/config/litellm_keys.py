@@ -67,4 +67,5 @@ CHECKED: dict[str, frozenset[str] | None] = {
     "general_settings.upstream": None,
     "prompts": None,
     "keys[]": None,
+    "teams[]": None,
 }

@@ -33,12 +33,41 @@ class LiteLLMParams(msgspec.Struct, kw_only=True):
     langfuse_public_key: str | None = None
     langfuse_secret_key: str | None = None
     langfuse_host: str | None = None
+    rpm: PositiveInt | None = None  # this deployment's requests per minute; at it the router skips it
+    tpm: PositiveInt | None = None  # this deployment's tokens per minute
 
 
 class ModelEntry(msgspec.Struct, kw_only=True):
     model_name: str
     litellm_params: LiteLLMParams
     model_info: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class CacheParams(msgspec.Struct, kw_only=True):
+    """``litellm_settings.cache_params``: where shared state lives and what the response cache keeps.
+
+    ``type`` unset: Redis when a host or URL is given here, in ``router_settings`` or in
+    ``REDIS_*``, else ``local`` (this process's memory, bounded by ``max_entries`` and ``max_bytes``).
+    """
+
+    type: Literal["local", "redis"] | None = None
+    host: str | None = None
+    port: Annotated[int, msgspec.Meta(gt=0, lt=65536)] | None = None
+    password: str | None = None
+    url: str | None = None
+    db: NonNegativeInt | None = None
+    namespace: str | None = None  # prefixes every cache key (LiteLLM's `namespace:<hash>`)
+    ttl: Positive | None = None  # seconds an answer is kept; None: until evicted (local) / 24 h (Redis)
+    supported_call_types: list[str] | None = None  # None: every cacheable call; []: cache nothing
+    mode: Literal["default_on", "default_off"] = "default_on"  # default_off: only `cache: {use-cache: true}`
+    scope: Literal["global", "team", "key"] = "team"  # who may be answered from whose cached answers
+    max_entries: PositiveInt = 10_000  # `local` bound
+    max_bytes: PositiveInt = 256 * 1024 * 1024  # `local` bound, on the stored answers' size
+    max_entry_bytes: PositiveInt = 4 * 1024 * 1024  # a larger answer is not stored
+    socket_timeout: Positive = 0.5  # seconds a Redis command may take before it counts as a fault
+    socket_connect_timeout: Positive = 0.5
+    retry_interval: Positive = 1.0  # after a Redis fault, seconds before it is tried again
+    default_in_memory_ttl: Positive = 1.0  # DualCache: seconds a value read from Redis is served from memory
 
 
 class LiteLLMSettings(msgspec.Struct, kw_only=True):
@@ -49,6 +78,18 @@ class LiteLLMSettings(msgspec.Struct, kw_only=True):
     request_timeout: Positive = 600.0  # LLM answers are slow: LiteLLM's default total timeout
     stream_timeout: Positive | None = None  # longest silence inside a stream; None: request_timeout
     num_retries: NonNegativeInt = 0
+    cache: bool = False  # the response cache (and, with Redis, shared limits and DualCache)
+    cache_params: CacheParams = msgspec.field(default_factory=CacheParams)
+
+
+class RouterSettings(msgspec.Struct, kw_only=True):
+    """The ``router_settings`` keys asgi-llm uses (the rest are listed as unsupported)."""
+
+    redis_host: str | None = None
+    redis_port: Annotated[int, msgspec.Meta(gt=0, lt=65536)] | None = None
+    redis_password: str | None = None
+    redis_url: str | None = None
+    redis_db: NonNegativeInt | None = None
 
 
 class UpstreamSettings(msgspec.Struct, kw_only=True):
@@ -84,9 +125,29 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     log_queue_size: PositiveInt = 10_000  # logging events waiting for callbacks; when full, the oldest is dropped
     log_callback_timeout: Positive = 10.0  # seconds one logging callback may take per event
     upstream: UpstreamSettings = msgspec.field(default_factory=UpstreamSettings)
+    max_parallel_requests: PositiveInt | None = None  # calls in flight on the whole gateway (all instances)
+    global_max_parallel_requests: PositiveInt | None = None  # LiteLLM's name for the same; the lower one holds
+    rate_limit_fail: Literal["open", "closed"] = "open"  # limits when Redis fails: admit, or answer 503
+    rate_limit_lease_ttl: Positive = 60.0  # a parallel-request lease not renewed for this long is freed
 
 
-class VirtualKey(msgspec.Struct, kw_only=True):
+class Limits(msgspec.Struct, kw_only=True):
+    """Rate limits of a key or a team: per 60-second window (requests, tokens) and in flight."""
+
+    rpm_limit: PositiveInt | None = None
+    tpm_limit: PositiveInt | None = None
+    max_parallel_requests: PositiveInt | None = None
+    model_rpm_limit: dict[str, PositiveInt] = msgspec.field(default_factory=dict)
+    model_tpm_limit: dict[str, PositiveInt] = msgspec.field(default_factory=dict)
+
+
+class Team(Limits, kw_only=True):
+    """``teams:`` (asgi-llm's own section): limits shared by every key with this ``team_id``."""
+
+    team_id: str
+
+
+class VirtualKey(Limits, kw_only=True):
     """A client key, stored only as the sha256 hex digest of the key (``asgi-llm --hash-key``)."""
 
     key_hash: str
@@ -95,15 +156,14 @@ class VirtualKey(msgspec.Struct, kw_only=True):
     team_id: str | None = None
     models: list[str] = msgspec.field(default_factory=list)  # empty: every model
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-    rpm_limit: int | None = None
-    tpm_limit: int | None = None
-    max_parallel_requests: int | None = None
 
 
 class Config(msgspec.Struct, kw_only=True):
     model_list: list[ModelEntry] = msgspec.field(default_factory=list)
     keys: list[VirtualKey] = msgspec.field(default_factory=list)
+    teams: list[Team] = msgspec.field(default_factory=list)
     prompts: PromptSettings = msgspec.field(default_factory=PromptSettings)
     litellm_settings: LiteLLMSettings = msgspec.field(default_factory=LiteLLMSettings)
     general_settings: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
+    router_settings: RouterSettings = msgspec.field(default_factory=RouterSettings)
     path: str | None = None  # where it was loaded from, for paths relative to it

@@ -6,8 +6,10 @@ Names (all prefixed ``asgi_llm_``): ``requests_total{model,route,status}``,
 own time: the whole call minus the upstream part), ``time_to_first_token_seconds
 {model}`` (streams: to the first body byte served), ``tokens_total{model,direction}``
 (``input``/``output``), ``cost_usd_total{model}``, ``upstream_errors_total{model,type}``,
-``moderation_rejections_total{model}``, ``inflight_streams``, and
-``log_events_dropped_total``.
+``moderation_rejections_total{model}``, ``inflight_streams``,
+``log_events_dropped_total``, and for shared state ``cache_requests_total{result}``
+(``hit``/``miss``/``bypass``), ``rate_limit_rejections_total{scope}``,
+``redis_errors_total{op}`` and ``redis_roundtrip_seconds{op}``.
 
 ``model`` is a configured model name or ``other``, so clients cannot grow the label
 set. A call's numbers are only noted when it ends (one tuple) and counted in batches
@@ -71,6 +73,13 @@ class GatewayMetrics:
                                       multiprocess_mode="livesum")
         self.dropped = Counter("asgi_llm_log_events_dropped", "Logging events dropped: the queue was full.",
                                registry=r)
+        self.cache_requests = Counter("asgi_llm_cache_requests", "Response cache lookups by result.", ["result"],
+                                      registry=r)
+        self.rate_limit_rejections = Counter("asgi_llm_rate_limit_rejections", "Calls refused by a rate limit.",
+                                             ["scope"], registry=r)
+        self.redis_errors = Counter("asgi_llm_redis_errors", "Redis faults by operation.", ["op"], registry=r)
+        self.redis_roundtrip = Histogram("asgi_llm_redis_roundtrip_seconds", "One Redis round trip, by operation.",
+                                         ["op"], buckets=OVERHEAD, registry=r)
         self._pending: dict[tuple[Any, ...], Any] = {}
         self._calls: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._rows: dict[tuple[str | None, str, int], list[tuple[Any, ...]]] = {}  # noted per series, not counted
@@ -94,6 +103,21 @@ class GatewayMetrics:
         if found is None:
             found = self._pending[key] = HistogramAcc(metric.labels(*labels), bounds)
         return found
+
+    def bump(self, metric: Any, *labels: str) -> None:
+        """One more on a labelled counter, handed over within a second."""
+        self.count(metric, *labels).value += 1
+        self._arm()
+
+    def roundtrip(self, op: str, seconds: float) -> None:
+        """One Redis round trip's time."""
+        self.histogram(self.redis_roundtrip, OVERHEAD, op).observe(seconds)
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._armed:  # hand over within a second, for scrapes (and other workers')
+            self._armed = True
+            asyncio.get_running_loop().call_later(1.0, self.flush)
 
     def _series(self, model: str, route: str, status: int) -> tuple[Any, ...]:
         """Every accumulator one (model, route, status) call touches, found once."""
@@ -122,9 +146,8 @@ class GatewayMetrics:
         self._noted += 1
         if failed:
             self._failed(rec, self.label(model))
-        if not self._armed:  # hand over within a second, for scrapes (and other workers')
-            self._armed = True
-            asyncio.get_running_loop().call_later(1.0, self.flush)
+        if not self._armed:
+            self._arm()
         elif self._noted >= 256:  # small batches: no pause a client would see
             self._tally()
 

@@ -130,7 +130,10 @@ class CallRecord:
     def _settle(self, found: tuple[int, int]) -> None:
         self.prompt_tokens, self.completion_tokens = found
         dep = self.trace.deployment
-        self.cost = cost_of(dep.prices, *found) if dep is not None else None
+        if self.trace.cache_hit:
+            self.cost = 0.0  # answered from the cache: nothing was billed
+        else:
+            self.cost = cost_of(dep.prices, *found) if dep is not None else None
 
     def kwargs(self, event: str) -> dict[str, Any]:
         """Seed 003's ``kwargs`` for ``event`` (pre_api_call, post_api_call, stream_event,
@@ -169,7 +172,7 @@ class CallRecord:
             "additional_args": {"complete_input_dict": sent, "api_base": self.trace.url,
                                 "attempts": self.trace.attempts},
             "log_event_type": event,
-            "cache_hit": False,
+            "cache_hit": self.trace.cache_hit,
             "response_cost": self.cost,
             "original_response": raw.decode("utf-8", "replace") if raw is not None else None,
         }

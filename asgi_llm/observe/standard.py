@@ -60,7 +60,7 @@ def standard_logging_object(rec: CallRecord, kwargs: dict[str, Any], failed: boo
         "attempts": rec.trace.attempts,
         "metadata": params["metadata"],
         "end_user": params["metadata"]["user_api_end_user_id"],
-        "cache_hit": False,
+        "cache_hit": rec.trace.cache_hit,
         "messages": kwargs["messages"],
         "model_parameters": kwargs["optional_params"],
         "error_str": message,

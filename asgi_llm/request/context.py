@@ -24,7 +24,8 @@ _encode = msgspec.json.Encoder().encode
 class RequestContext:
     """What the stack knows about one LLM request."""
 
-    __slots__ = ("auth", "body", "changed", "consumed", "metadata", "notes", "raw", "route", "start", "stream")
+    __slots__ = ("auth", "body", "changed", "consumed", "deployment", "metadata", "notes", "raw", "route", "start",
+                 "stream")
 
     def __init__(self, route: Route, raw: bytes | None, body: dict[str, Any] | None, stream: bool) -> None:
         self.route = route
@@ -34,6 +35,7 @@ class RequestContext:
         self.changed = False
         self.consumed = False  # the terminal app took the body from here, not from receive
         self.auth: Any = None  # the caller's UserAPIKeyAuth, set by the auth layer
+        self.deployment: Any = None  # the deployment a layer chose (rate limits), else the router picks
         self.metadata: dict[str, Any] = {}
         self.notes: dict[str, Any] = {}  # what later layers want to tell earlier ones
         self.start = time.perf_counter()

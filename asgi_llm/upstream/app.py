@@ -93,7 +93,7 @@ class UpstreamApp:
     async def forward_json(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
         """Route the call, build the body the upstream gets, and let the deployment's provider answer."""
         assert ctx.body is not None
-        dep = self.router.pick(ctx.model)
+        dep = ctx.deployment or self.router.pick(ctx.model)  # a layer may have chosen (deployment limits)
         ctx.consumed = True  # the body goes from the context; `receive` now only reports disconnects
         call = UpstreamCall(dep, ctx, upstream_body(ctx.body, dep.model), scope, receive, get_trace(scope))
         if call.trace is not None:  # an observer wants to know what happens upstream

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from asgi_llm.config.load import Config, ModelEntry
 from asgi_llm.observe.cost import prices_of
 from asgi_llm.request.errors import GatewayError
+from asgi_llm.shared.limits import deployment_id
 from asgi_llm.upstream.scrub import Scrubber
 
 OPENAI_BASE = "https://api.openai.com/v1"
@@ -28,8 +29,8 @@ def mask_key(key: str | None) -> str | None:
 class Deployment:
     """One resolved ``model_list`` entry, ready to call."""
 
-    __slots__ = ("api_base", "api_key", "label", "masked_key", "mock_response", "model", "model_info", "model_name",
-                 "prices", "prompt", "provider", "retries", "scrubber", "stream_timeout", "timeout")
+    __slots__ = ("api_base", "api_key", "counter_id", "label", "masked_key", "mock_response", "model", "model_info",
+                 "model_name", "prices", "prompt", "provider", "retries", "scrubber", "stream_timeout", "timeout")
 
     def __init__(self, entry: ModelEntry, config: Config) -> None:
         params = entry.litellm_params
@@ -46,6 +47,7 @@ class Deployment:
         self.prices = prices_of(entry.model_info)
         self.label = f"{self.provider}/{self.model}"  # what logs call the deployment
         self.masked_key = mask_key(self.api_key)
+        self.counter_id = deployment_id(entry.model_name, params)  # its rate limit counters, in every instance
         self.scrubber = Scrubber([self.api_key])  # what an upstream's error text must not carry back
         prompt_keys = ("prompt_id", "prompt_variables", "prompt_label", "prompt_version", "langfuse_public_key",
                        "langfuse_secret_key", "langfuse_host")
@@ -68,11 +70,22 @@ class Router:
         self._cycles: dict[str, Iterator[Deployment]] = {
             name: itertools.cycle(deps) for name, deps in groups.items() if len(deps) > 1
         }
+        self._turns: dict[str, Iterator[int]] = {
+            name: itertools.cycle(range(len(deps))) for name, deps in groups.items()
+        }
 
     def find(self, model: str) -> Deployment | None:
         """The first deployment of ``model``, or None: for its settings, without taking a routing turn."""
         group = self._groups.get(model)
         return group[0] if group else None
+
+    def group(self, model: str) -> list[Deployment]:
+        """Every deployment of ``model``, starting at the next one in turn (to choose among by limits)."""
+        group = self._groups.get(model)
+        if not group:
+            return []
+        start = next(self._turns[model])
+        return group[start:] + group[:start]
 
     def check(self, model: str | None) -> None:
         """404 naming the configured models unless ``model`` is one of them."""

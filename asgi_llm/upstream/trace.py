@@ -13,6 +13,7 @@ An observer (the logging layer) puts one in ``scope["state"]`` with ``set_trace`
   usage-only chunk is taken out right where it arrives (``UsageTap``), so no hook
   and no client sees a chunk it did not ask for.
 - ``client_gone``: the client left and the upstream call was cancelled.
+- ``cache_hit``: the answer came from the response cache (no upstream call at all).
 
 The logging layer's ``CallRecord`` holds one as ``record.trace``.
 """
@@ -33,7 +34,7 @@ TRACE_KEY = "asgi_llm.trace"
 class UpstreamTrace:
     """See the module docstring."""
 
-    __slots__ = ("attempts", "client_gone", "deployment", "ended", "headers_at", "keep_raw", "on_attempt",
+    __slots__ = ("attempts", "cache_hit", "client_gone", "deployment", "ended", "headers_at", "keep_raw", "on_attempt",
                  "on_response", "raw", "sent", "started", "strip_usage", "tapping", "upstream_status", "url", "usage",
                  "want_usage")
 
@@ -57,6 +58,7 @@ class UpstreamTrace:
         self.strip_usage = False
         self.tapping = False  # this stream goes through a UsageTap (set by ask_for_usage)
         self.client_gone = False
+        self.cache_hit = False  # answered from the response cache: no upstream call
 
     def begin(self, now: float) -> None:
         """An upstream attempt starts now."""
