@@ -19,7 +19,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check $(CODE) tests examples bench
 	$(VENV)/bin/mypy --strict $(CODE)
 
+# the suite starts its own redis-server (Debian's package, installed when missing; CI runs as root)
 test: lint
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
+	@command -v redis-server >/dev/null || (echo "make test needs redis-server (apt-get install redis-server)"; exit 1)
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -10,6 +10,7 @@ import pytest
 
 from asgi_llm import parse_config
 from asgi_llm.gateway import Gateway
+from tests.redis_server import RedisServer
 from tests.servers import Recorder, ServerThread
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
@@ -30,7 +31,26 @@ def upstream(recorder_server: tuple[Recorder, str]) -> Iterator[tuple[Recorder, 
     recorder.closed.clear()
     recorder.fail_first = 2
     recorder.firehose_sent = 0
+    recorder.most_active = 0
     yield recorder, url
+
+
+@pytest.fixture(scope="session")
+def redis_session() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_session: RedisServer) -> RedisServer:
+    """The session's redis-server, empty, running (a test may have stopped or paused it)."""
+    if redis_session.proc is None:
+        redis_session.start()
+    else:
+        redis_session.resume()
+    redis_session.client.flushall()
+    return redis_session
 
 
 def deployment(name: str, api_base: str, upstream_model: str | None = None, **params: Any) -> dict[str, Any]:

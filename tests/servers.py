@@ -97,6 +97,8 @@ class Recorder:
         self.closed: list[tuple[str, float]] = []
         self.fail_first = 2
         self.firehose_sent = 0
+        self.active = 0  # requests being answered now, and the most at once
+        self.most_active = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,6 +118,14 @@ class Recorder:
         self.requests.append({"path": scope["path"], "headers": headers, "raw": raw, "body": body})
         model = body.get("model", "echo") if isinstance(body, dict) else "upload"
         self.attempts[model] += 1
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            await self.answer(scope, model, body, raw, receive, send)
+        finally:
+            self.active -= 1
+
+    async def answer(self, scope: Scope, model: str, body: Any, raw: bytes, receive: Receive, send: Send) -> None:
         if scope["path"].endswith(("/images/generations", "/moderations", "/responses")):
             return await self.json(send, 200, {"object": "echoed", "path": scope["path"], "received": body})
         if scope["path"].endswith("/v1/completions"):

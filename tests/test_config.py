@@ -64,7 +64,8 @@ MOCK = {"model_list": [{"model_name": "x", "litellm_params": {"model": "mock/x"}
 
 def test_litellm_keys_we_do_not_support_only_warn(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("model_list:\n  - model_name: x\n    litellm_params: {model: mock/x, region_name: eu, drop_params: true}\n"
+    path.write_text("model_list:\n  - model_name: x\n"
+                    "    litellm_params: {model: mock/x, region_name: eu, drop_params: true}\n"
                     "general_settings: {database_url: postgres://x, alerting: [slack]}\n"
                     "litellm_settings: {set_verbose: true, anything_litellm_has: 1}\n"
                     "router_settings: {routing_strategy: least-busy}\nenvironment_variables: {A: b}\n")
