@@ -45,7 +45,7 @@ from asgi_llm.request.replay import Replay
 from asgi_llm.shared.limits import LimitTable
 from asgi_llm.shared.redis_link import RedisLink
 from asgi_llm.shared.state import SharedState
-from asgi_llm.types import ASGIApp, Receive, Scope, Send
+from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_llm.upstream.app import UpstreamApp
 from asgi_llm.upstream.router import Router
 from middlewares.auth import Auth
@@ -171,7 +171,23 @@ class Gateway:
         return PromptTemplating(inner, managers=managers, router=router, langfuse=self.langfuse, store=self.store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self.redis is not None:
+            receive = self._closing_redis(receive)
         await self.app(scope, receive, send)
+
+    def _closing_redis(self, receive: Receive) -> Receive:
+        """The lifespan's ``receive``, closing this worker's Redis pool at shutdown (after the stack's own
+        shutdown work: the log queue is delivered before)."""
+        redis = self.redis
+        assert redis is not None
+
+        async def closing() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await redis.aclose()
+            return message
+
+        return closing
 
     async def aclose(self) -> None:
         """Deliver queued logging events, then close the upstream pools (for embedders without lifespan)."""

@@ -43,8 +43,8 @@ from asgi_llm.upstream.trace import UpstreamTrace, get_trace, set_trace
 
 # LiteLLM's call type names (either form) to our routes' call types
 CALL_TYPES = {"completion": "completion", "acompletion": "completion", "text_completion": "text_completion",
-              "atext_completion": "text_completion", "embedding": "embedding", "aembedding": "embedding"}
-CACHEABLE = frozenset({"completion", "text_completion", "embedding"})
+              "atext_completion": "text_completion", "embedding": "embeddings", "aembedding": "embeddings"}
+CACHEABLE = frozenset(CALL_TYPES.values())
 
 
 def estimate_tokens(ctx: RequestContext) -> int:
