@@ -96,11 +96,11 @@ def test_parallel_limit_holds_across_instances_and_leases_end_free(upstream: tup
     statuses = asyncio.run(run())
     assert recorder.most_active <= 3
     assert 1 <= statuses.count(200) <= 3 and statuses.count(429) == 20 - statuses.count(200)
-    lease_sets = [k for k in redis_server.client.keys("asgi-llm:rl:key:*:p")]
+    leases = f"asgi-llm:rl:key:{hash_key(KEY)}:p"  # the key's lease set (gone once empty)
     deadline = time.monotonic() + 10
-    while any(redis_server.client.zcard(k) for k in lease_sets) and time.monotonic() < deadline:
+    while redis_server.client.zcard(leases) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert lease_sets and not any(redis_server.client.zcard(k) for k in lease_sets)
+    assert redis_server.client.zcard(leases) == 0
 
 
 def test_a_killed_instance_leases_expire(upstream: tuple[Recorder, str], redis_server: RedisServer,
