@@ -169,3 +169,63 @@ def test_cli_serves_a_config_and_warns_once(tmp_path: Path) -> None:
     warnings = [line for line in err.splitlines() if "not supported" in line]
     assert len(warnings) == 1
     assert "model_list[0].litellm_params.region_name" in warnings[0] and "router_settings" in warnings[0]
+
+
+MODELS = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]}
+
+
+def test_where_redis_is_comes_from_litellm_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asgi_llm.config.redis import cache_in_redis, redis_target
+
+    for name in ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    assert redis_target(parse_config({**MODELS, "litellm_settings": {"cache": True}})) is None  # local
+    monkeypatch.setenv("REDIS_PASSWORD", "pw")
+    monkeypatch.setenv("RH", "cache.internal")
+    from_params = parse_config({**MODELS, "litellm_settings": {"cache": True, "cache_params": {
+        "type": "redis", "host": "os.environ/RH", "port": "6380", "namespace": "team-a"}}})
+    target = redis_target(from_params)
+    assert target is not None and (target.host, target.port, target.password) == ("cache.internal", 6380, None)
+    assert "pw" not in repr(target) and cache_in_redis(from_params.litellm_settings.cache_params, target)
+    router = parse_config({**MODELS, "router_settings": {"redis_host": "r.internal", "redis_port": 7000,
+                                                         "redis_password": "secret"}})
+    target = redis_target(router)
+    assert target is not None and (target.host, target.port) == ("r.internal", 7000) and "secret" not in repr(target)
+    monkeypatch.setenv("REDIS_HOST", "env.internal")
+    monkeypatch.setenv("REDIS_PORT", "6390")
+    target = redis_target(parse_config({**MODELS, "litellm_settings": {"cache": True}}))
+    assert target is not None and (target.host, target.port, target.password) == ("env.internal", 6390, "pw")
+    local = parse_config({**MODELS, "litellm_settings": {"cache": True, "cache_params": {"type": "local"}}})
+    assert not cache_in_redis(local.litellm_settings.cache_params, redis_target(local))  # limits on Redis only
+
+
+def test_redis_cache_with_no_redis_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asgi_llm.gateway import Gateway
+
+    for name in ("REDIS_URL", "REDIS_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    config = parse_config({**MODELS, "litellm_settings": {"cache": True, "cache_params": {"type": "redis"}}})
+    with pytest.raises(ConfigError, match=r"cache_params\.host"):
+        Gateway(config)
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    ({"keys": [{"key_hash": "0" * 64, "rpm_limit": 0}]}, "keys[0].rpm_limit"),
+    ({"teams": [{"team_id": "t", "tpm_limit": -1}]}, "teams[0].tpm_limit"),
+    ({"teams": [{"team_id": "t", "rpm_limt": 5}]}, "did you mean rpm_limit"),
+    ({"general_settings": {"rate_limit_fail": "maybe"}}, "general_settings.rate_limit_fail"),
+    ({"litellm_settings": {"cache_params": {"scope": "everyone"}}}, "litellm_settings.cache_params.scope"),
+])
+def test_bad_limits_and_cache_settings_name_the_key(config: dict[str, object], says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MODELS, **config})
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_cache_params_litellm_keys_we_ignore_are_listed(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model_list:\n  - model_name: x\n    litellm_params: {model: mock/x, rpm: 10}\n"
+                    "litellm_settings:\n  cache: true\n  cache_params: {type: local, s3_bucket_name: b}\n")
+    config, unsupported = load_config(path)
+    assert unsupported == ["litellm_settings.cache_params.s3_bucket_name"]
+    assert config.model_list[0].litellm_params.rpm == 10

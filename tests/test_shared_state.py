@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -402,3 +403,56 @@ def test_dual_cache_counts_across_gateways(redis_server: RedisServer) -> None:
     assert sorted(totals) == list(range(1, 101))  # each increment saw a distinct shared total
     assert seen == {"a": 1} and gone is None and batch[0] == 100 and batch[1] is None
     assert 0 < redis_server.client.pttl("asgi-llm:dualcache:calls") <= 60_000
+
+
+def test_refusals_show_every_limit_and_a_full_window_is_refused_locally(
+        upstream: tuple[Recorder, str], redis_server: RedisServer, gateway_factory: Callable[..., str]) -> None:
+    made = config(upstream, redis_server, [{"key_hash": hash_key(KEY), "rpm_limit": 1, "tpm_limit": 5000}],
+                  metrics=True, master_key="sk-master-000")
+    base = gateway_factory(made)
+    assert post(base, chat("r")).status_code == 200
+    first = post(base, chat("r"))
+    assert first.status_code == 429 and first.headers["x-ratelimit-limit-tokens"] == "5000"
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) > 4000
+    commands = redis_server.client.info("stats")["total_commands_processed"]
+    again = post(base, chat("r"))
+    # refused from this worker's memory: the window is full until it ends, no round trip needed
+    assert again.status_code == 429 and "rpm_limit" in again.json()["error"]["message"]
+    assert redis_server.client.info("stats")["total_commands_processed"] == commands + 1  # the INFO call itself
+    metrics = httpx.get(base + "/metrics", headers={"authorization": "Bearer sk-master-000"}).text
+    assert 'asgi_llm_rate_limit_rejections_total{scope="key"} 2.0' in metrics
+    assert 'asgi_llm_redis_roundtrip_seconds_count{op="admit"}' in metrics
+
+
+def test_the_openai_sdk_retries_on_its_own(upstream: tuple[Recorder, str], redis_server: RedisServer,
+                                           gateway_factory: Callable[..., str]) -> None:
+    made = config(upstream, redis_server, [{"key_hash": hash_key(KEY), "max_parallel_requests": 1}], metrics=True,
+                  master_key="sk-master-000")
+    base = gateway_factory(made)
+    body = {**chat("s", stream=True), "model": "slow-stream"}
+
+    def refused() -> str:
+        text = httpx.get(base + "/metrics", headers={"authorization": "Bearer sk-master-000"}).text
+        return next((line for line in text.splitlines() if line.startswith("asgi_llm_rate_limit_rejections_total")),
+                    "")
+
+    patient = openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=3, timeout=10)
+    answers: list[Any] = []
+    with httpx.Client(timeout=10) as client, client.stream("POST", base + CHAT, json=body,
+                                                           headers={"authorization": f"Bearer {KEY}"}) as held:
+        chunks = held.iter_bytes()
+        next(chunks)
+        with openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0) as hasty, \
+                pytest.raises(openai.RateLimitError):
+            hasty.chat.completions.create(model="echo", messages=[{"role": "user", "content": "now"}])
+        began = time.monotonic()
+        asking = threading.Thread(target=lambda: answers.append(patient.chat.completions.with_raw_response.create(
+            model="echo", messages=[{"role": "user", "content": "later"}])))
+        asking.start()
+        deadline = time.monotonic() + 5
+        while not refused().endswith(" 2.0") and time.monotonic() < deadline:  # the SDK's first try was refused
+            time.sleep(0.05)
+    # the stream held the only lease while the SDK first asked; its retry, after `retry-after`, got in
+    asking.join(10)
+    patient.close()
+    assert answers and answers[0].retries_taken >= 1 and time.monotonic() - began >= 1.0

@@ -58,7 +58,8 @@ class Plan:
 
 @dataclass(slots=True)
 class Admission:
-    """What one atomic check found. ``taken``: the checks written (mandatory, then the chosen deployment's)."""
+    """What one atomic check found. ``taken``: the checks written (mandatory, then the chosen deployment's);
+    on a refusal, the ones looked at before ``failed`` (nothing was written)."""
 
     ok: bool
     reset: float  # seconds to the window's end (server clock)
@@ -78,7 +79,7 @@ class Admission:
         """OpenAI's ``x-ratelimit-*`` headers from the tightest request and token limits."""
         out: list[tuple[bytes, bytes]] = []
         reset = b"%.3fs" % self.reset
-        checks = self.taken if self.failed is None else [*self.taken, self.failed]
+        checks = self.taken if self.failed is None else [*self.taken, self.failed]  # a refusal shows its limit
         for kind, word in ((REQUESTS, b"requests"), (TOKENS, b"tokens")):
             tightest: Check | None = None
             for check in checks:

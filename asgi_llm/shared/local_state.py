@@ -26,7 +26,10 @@ class LocalState:
         reset = (window + 1) * WINDOW - now
         for check in plan.mandatory:
             if not self._fits(check, window, hit):
-                return Admission(False, reset, window, failed=check)
+                others = [c for c in plan.mandatory if c is not check]
+                for other in others:  # looked at, for the answer's headers
+                    other.used = self._used(other, window)
+                return Admission(False, reset, window, taken=others, failed=check)
         chosen: list[Check] = []
         dep = None
         if plan.candidates and not hit:
@@ -38,7 +41,7 @@ class LocalState:
                     break
                 failed = failed or bad
             if dep is None:
-                return Admission(False, reset, window, failed=failed)
+                return Admission(False, reset, window, taken=list(plan.mandatory), failed=failed)
         taken = [*plan.mandatory, *chosen]
         for check in taken:
             self._take(check, window, lease, hit)

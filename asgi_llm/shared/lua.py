@@ -13,7 +13,8 @@ from __future__ import annotations
 #       ('' for any), the check count of each candidate,
 #       then per check: kind (r: requests, t: tokens, p: parallel), limit, amount.
 # Returns {1, chosen candidate (0: none), ms to the window's end, window id, cached entry or '', used...}
-#      or {0, failing check, ms to the window's end, window id, '', used by the failing check}.
+#      or {0, failing check, ms to the window's end, window id, '', used by the failing check,
+#          used by each mandatory check (for the answer's headers)}.
 # Nothing is written unless every check fits.
 ACQUIRE = """
 local t = redis.call('TIME')
@@ -53,8 +54,16 @@ local function fits(i)
   if hit and kind[i] == 't' then amount[i] = 0 end
   return amount[i] == 0 or used[i] + amount[i] <= limit[i]
 end
+local function refuse(failed)
+  local out = {0, failed, reset, win, '', used[failed]}
+  for i = 1, n_mand do
+    if used[i] == nil then fits(i) end
+    out[#out + 1] = used[i]
+  end
+  return out
+end
 for i = 1, n_mand do
-  if not fits(i) then return {0, i, reset, win, '', used[i]} end
+  if not fits(i) then return refuse(i) end
 end
 local chosen, first = 0, n_mand + 1
 if not hit and n_cand > 0 then
@@ -71,7 +80,7 @@ if not hit and n_cand > 0 then
     if ok then chosen = c; break end
     first = first + counts[c]
   end
-  if chosen == 0 then return {0, failed, reset, win, '', used[failed]} end
+  if chosen == 0 then return refuse(failed) end
 end
 local out = {1, chosen, reset, win, cached or ''}
 local function take(i)

@@ -49,7 +49,10 @@ class RedisState:
         if not ok:
             failed = checks[int(index) - 1]
             failed.used = int(reply[5])
-            return Admission(False, reset, int(window), failed=failed)
+            for check, used in zip(plan.mandatory, reply[6:], strict=True):
+                check.used = int(used)
+            return Admission(False, reset, int(window), taken=[c for c in plan.mandatory if c is not failed],
+                             failed=failed)
         taken = list(plan.mandatory)
         chosen = None
         if index:

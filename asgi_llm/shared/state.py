@@ -6,6 +6,10 @@ trip (and none when there is nothing to check, read or write); without Redis bot
 are plain memory operations. When Redis fails, ``admit`` answers per
 ``rate_limit_fail``: ``open`` admits without limits, ``closed`` refuses with 503;
 the cache is bypassed either way.
+
+Only local memory may refuse without asking Redis, never admit: a request counter
+Redis found full stays full until its window ends (requests are never given back),
+so until then this worker refuses on that counter by itself.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from asgi_llm.config.schema import CacheParams
 from asgi_llm.observe.metrics import GatewayMetrics
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.shared.cache_entry import stamped
-from asgi_llm.shared.limits import Admission, Check, LimitTable, Plan
+from asgi_llm.shared.limits import REQUESTS, Admission, Check, LimitTable, Plan
 from asgi_llm.shared.local_state import LocalState
 from asgi_llm.shared.local_store import LocalStore
 from asgi_llm.shared.redis_link import RedisDown, RedisLink
@@ -52,10 +56,14 @@ class SharedState:
         self.local = LocalState()
         self.cache_in_redis = cache_in_redis and link is not None
         self.store = LocalStore(params.max_entries, params.max_bytes) if params and not self.cache_in_redis else None
-        self.limits_in_redis = link is not None
+        self._full: dict[str, float] = {}  # request counters known full, until their window ends (monotonic)
 
     async def admit(self, plan: Plan, lease: str, key: str | None, max_age: float | None) -> Lookup:
         """Check ``plan`` and read the entry at ``key`` (None: no cache read), as one step."""
+        if self._full and plan:
+            refused = self._known_full(plan)
+            if refused is not None:
+                return Lookup(refused, None)
         stored = None
         if key is not None and self.store is not None:
             stored = self.store.get(key)
@@ -63,9 +71,9 @@ class SharedState:
                 stored = None
         redis_key = key if self.cache_in_redis else None
         if self.redis is None or not (plan or redis_key):
-            return Lookup(self.local.admit(plan, lease, stored is not None) if plan else None, stored)
+            return Lookup(self._note(self.local.admit(plan, lease, stored is not None)) if plan else None, stored)
         try:
-            adm = await self.redis.admit(plan, lease, redis_key, stored is not None, max_age)
+            adm = self._note(await self.redis.admit(plan, lease, redis_key, stored is not None, max_age))
         except RedisDown:
             if plan and self.fail_closed:
                 raise GatewayError(503, "Rate limits cannot be checked right now (the shared store is down); "
@@ -75,6 +83,26 @@ class SharedState:
         if redis_key is not None:
             stored = adm.cached
         return Lookup(adm if plan else None, stored)
+
+    def _known_full(self, plan: Plan) -> Admission | None:
+        now = time.monotonic()
+        for check in plan.mandatory:
+            until = self._full.get(check.key)
+            if until is not None:
+                if until > now:
+                    check.used = check.limit
+                    return Admission(False, until - now, failed=check)
+                del self._full[check.key]
+        return None
+
+    def _note(self, adm: Admission) -> Admission:
+        """Remember a full request counter until its window ends."""
+        failed = adm.failed
+        if failed is not None and failed.kind == REQUESTS and failed.scope != "deployment":
+            if len(self._full) > 10_000:
+                self._full.clear()
+            self._full[failed.key] = time.monotonic() + adm.reset
+        return adm
 
     async def settle(self, lease: str, adm: Admission | None, changes: list[tuple[Check, int]],
                      store: tuple[str, bytes, float | None] | None) -> None:
