@@ -26,8 +26,8 @@ test: lint
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	@command -v wrk >/dev/null && command -v valgrind >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq wrk valgrind) >/dev/null
+	@command -v wrk >/dev/null && command -v valgrind >/dev/null && command -v redis-server >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq wrk valgrind redis-server) >/dev/null
 	$(PY) bench/run.py
 	$(PY) bench/instructions.py
 

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import CHAT, PY, ROOT, free_port, gateway_configs, server
+from bench.run import CHAT, PY, ROOT, free_port, gateway_configs, redis_server, server
 
 KINDS = (("chat c=64", False, 64), ("stream c=16", True, 16))
 
@@ -42,7 +42,8 @@ KINDS = (("chat c=64", False, 64), ("stream c=16", True, 16))
 async def _one(app: Any, body: bytes) -> None:
     scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/v1/chat/completions",
              "root_path": "", "query_string": b"", "state": {},
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                         (b"authorization", b"Bearer sk-bench")]}
     sent = False
 
     async def receive() -> dict[str, Any]:
@@ -137,12 +138,13 @@ def main() -> None:
         sys.exit("instruction counts need valgrind (make bench installs it from Debian)")
     wanted = [w for w in args.only.split(",") if w]
     with tempfile.TemporaryDirectory() as tmp:
-        up_port = free_port()
+        up_port, redis_port = free_port(), free_port()
         upstream = f"http://127.0.0.1:{up_port}"
-        with server([PY, "bench/fast_upstream.py", "--port", str(up_port)], up_port, "1"):
+        with server([PY, "bench/fast_upstream.py", "--port", str(up_port)], up_port, "1"), \
+                server(redis_server(redis_port), redis_port, "1"):
             jobs = {}
             with ThreadPoolExecutor(2) as pool:  # one valgrind per core
-                for n, (who, (text, extra)) in enumerate(gateway_configs(upstream).items()):
+                for n, (who, (text, extra)) in enumerate(gateway_configs(upstream, redis_port).items()):
                     if wanted and who != "asgi-llm (no hooks)" and not any(w in who for w in wanted):
                         continue
                     config = Path(tmp) / f"{n}.yaml"

@@ -42,8 +42,24 @@ def models_yaml(upstream: str) -> str:
             f"      model: openai/bench-model\n      api_base: {upstream}/v1\n      api_key: sk-upstream\n")
 
 
-def gateway_configs(upstream: str) -> dict[str, tuple[str, str]]:
-    """Every gateway scenario: name -> (config YAML, what the request body adds)."""
+# the bench's client key (wrk sends it), as `keys[].key_hash`
+def redis_configs(models: str, redis_port: int) -> dict[str, tuple[str, str]]:
+    """The shared-state scenarios: every request a cache hit; a key whose Redis-checked limits never trigger."""
+    from asgi_llm.hooks.auth import hash_key
+
+    redis = f"{{type: redis, host: 127.0.0.1, port: {redis_port}}}"
+    limits = ("keys:\n  - key_hash: " + hash_key("sk-bench") + "\n    rpm_limit: 1000000000\n"
+              "    tpm_limit: 1000000000000\n    max_parallel_requests: 100000\n")
+    return {
+        "asgi-llm (cache hit)": (models + f"litellm_settings:\n  cache: true\n  cache_params: {redis}\n", ""),
+        "asgi-llm (redis limits)": (models + limits + f"router_settings:\n  redis_host: 127.0.0.1\n"
+                                                      f"  redis_port: {redis_port}\n", ""),
+    }
+
+
+def gateway_configs(upstream: str, redis_port: int | None = None) -> dict[str, tuple[str, str]]:
+    """Every gateway scenario: name -> (config YAML, what the request body adds). With ``redis_port``, the
+    shared-state scenarios too."""
     models = models_yaml(upstream)
     return {
         "asgi-llm (no hooks)": (models, ""),
@@ -54,7 +70,16 @@ def gateway_configs(upstream: str) -> dict[str, tuple[str, str]]:
                                                  "bench.noop_hooks.stream_and_moderation\n", ""),
         "asgi-llm (success cb+metrics)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks."
                                                    "success_logger\ngeneral_settings:\n  metrics: true\n", ""),
+        **(redis_configs(models, redis_port) if redis_port is not None else {}),
     }
+
+
+def redis_commands(port: int) -> int:
+    """Commands the bench's redis-server has processed so far (this INFO call included)."""
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=port) as client:
+        return int(client.info("stats")["total_commands_processed"])
 
 
 def free_port() -> int:
@@ -106,7 +131,7 @@ def settle(pid: int, limit: float = 10.0) -> None:
 
 
 def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extra: str = "",
-        warm: bool = True) -> dict[str, float]:
+        warm: bool = True, redis_port: int | None = None) -> dict[str, float]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     body = CHAT % ((',"stream":true' if stream else "") + extra)
     script.write_text(f'wrk.method = "POST"\nwrk.body = \'{body}\'\n'
@@ -119,9 +144,11 @@ def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extr
         if pid:
             settle(pid)  # its own warm-up backlog must not count in its measurement either
     before = cpu_seconds(pid) if pid else 0.0
+    commands = redis_commands(redis_port) if redis_port else 0
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
     used = cpu_seconds(pid) - before if pid else 0.0
+    commands = redis_commands(redis_port) - commands - 1 if redis_port else 0
     script.unlink()
     if pid:
         settle(pid)
@@ -135,10 +162,16 @@ def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extr
         return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")  # type: ignore[union-attr]
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "cpu_ms": 1000 * used / requests if pid else 0.0}
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "cpu_ms": 1000 * used / requests if pid else 0.0,
+            "redis": commands / requests}
 
 
 MODERATION_DELAY = 0.1
+
+
+def redis_server(port: int) -> list[str]:
+    """The shared-state scenarios' redis-server (Debian's), nothing kept on disk."""
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
 
 
 def first_byte_times(models: str, count: int = 20) -> list[float]:
@@ -173,22 +206,24 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("taskset"):
         sys.exit("bench needs wrk and taskset (make bench installs wrk from Debian)")
-    up_port = free_port()
+    up_port, redis_port = free_port(), free_port()
     scenarios = [("chat c=1", 1, False), ("chat c=64", 64, False), ("stream c=16", 16, True)]
     uvicorn = [PY, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
                "--log-level", "warning"]
     runs: dict[str, list[dict[str, dict[str, float]]]] = {}
     with ExitStack() as stack:
         stack.enter_context(server([PY, "bench/fast_upstream.py", "--port", str(up_port)], up_port, "1"))
+        stack.enter_context(server(redis_server(redis_port), redis_port, "1"))  # shares wrk's core, as upstreams do
         upstream = f"http://127.0.0.1:{up_port}"
         targets: list[tuple[str, int, int | None, str]] = [("direct upstream", up_port, None, "")]  # port, pid, extra
+        redis_users = set(redis_configs("", redis_port))
         for client in ("aiohttp", "httpx"):
             port = free_port()
             env = {"BENCH_UPSTREAM": upstream, "BENCH_CLIENT": client}
             pid = stack.enter_context(server([*uvicorn, "bench.passthrough:app", "--port", str(port)], port, "0", env))
             targets.append((f"passthrough ({client})", port, pid, ""))
         models = models_yaml(upstream)
-        gateways = gateway_configs(upstream)
+        gateways = gateway_configs(upstream, redis_port)
         wanted = [w for w in args.only.split(",") if w]
         # the control: the no-hook config again, in a process of its own. Its distance from 100% is
         # this run's noise (identical code has differed by 6 points here), to read every ratio against
@@ -206,7 +241,8 @@ def main() -> None:
         # turn, so a slow spell of this shared machine hits every server alike; the median counts.
         for round_ in range(args.rounds):
             for who, port, pid, extra in targets:
-                runs.setdefault(who, []).append({n: wrk(port, c, args.seconds, s, pid, extra, warm=round_ == 0)
+                runs.setdefault(who, []).append({n: wrk(port, c, args.seconds, s, pid, extra, warm=round_ == 0,
+                                                        redis_port=redis_port if who in redis_users else None)
                                                  for n, c, s in scenarios})
         ttfb = first_byte_times(models) if not wanted or any(w in "asgi-llm (chunk+moderation)" for w in wanted) else []
     results = {who: {n: {k: statistics.median(r[n][k] for r in rounds) for k in rounds[0][n]} for n, _, _ in scenarios}
@@ -238,7 +274,8 @@ def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]
         if who.startswith("asgi-llm (") and runs is not gateway:
             for name in scenarios:
                 r, g = runs[name], gateway[name]
-                print(f"  {who:<31} {name:<12} {r['rps'] / g['rps']:6.1%}, p50 {r['p50'] - g['p50']:+.3f} ms")
+                trips = f", {r['redis']:.2f} Redis round trips/request" if r.get("redis") else ""
+                print(f"  {who:<31} {name:<12} {r['rps'] / g['rps']:6.1%}, p50 {r['p50'] - g['p50']:+.3f} ms{trips}")
 
 
 if __name__ == "__main__":
