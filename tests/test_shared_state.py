@@ -456,3 +456,31 @@ def test_the_openai_sdk_retries_on_its_own(upstream: tuple[Recorder, str], redis
     asking.join(10)
     patient.close()
     assert answers and answers[0].retries_taken >= 1 and time.monotonic() - began >= 1.0
+
+
+class CountingHook(CustomLogger):
+    """Counts calls in the hooks' DualCache, as LiteLLM's parallel request limiter does."""
+
+    def __init__(self) -> None:
+        self.totals: list[float] = []
+
+    async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: DualCache, data: dict[str, Any],
+                                  call_type: str) -> dict[str, Any]:
+        self.totals.append(await cache.async_increment_cache("calls", 1, ttl=60))
+        return data
+
+
+def test_a_hook_counts_across_gateways_through_dual_cache(upstream: tuple[Recorder, str], redis_server: RedisServer,
+                                                          gateway_factory: Callable[..., str]) -> None:
+    made = make_config(upstream[1])
+    made["router_settings"] = {"redis_host": "127.0.0.1", "redis_port": redis_server.port}  # Redis for hooks only
+    hooks = [CountingHook(), CountingHook()]
+    bases = [gateway_factory(made, callbacks=[hook]) for hook in hooks]
+
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answers = await asyncio.gather(*(client.post(bases[i % 2] + CHAT, json=chat(f"n{i}")) for i in range(40)))
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(run()) == [200] * 40
+    assert sorted(hooks[0].totals + hooks[1].totals) == list(range(1, 41)) and all(hooks[0].totals + hooks[1].totals)

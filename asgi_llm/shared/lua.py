@@ -8,10 +8,10 @@ sorted sets of lease ids scored by their expiry, pruned on every read.
 from __future__ import annotations
 
 # KEYS: one per check (the mandatory ones, then each candidate deployment's), then the cache entry's key.
-# ARGV: window ms, lease id, lease ttl ms, mandatory count, candidate count, '1' to read the cache,
-#       '1' when the answer is known to come from a cache, the cache entry's oldest acceptable age in ms
-#       ('' for any), the check count of each candidate,
-#       then per check: kind (r: requests, t: tokens, p: parallel), limit, amount.
+# ARGV[1]: one JSON array (one argument for the client to encode, not one per number):
+#   [window ms, lease id, lease ttl ms, mandatory count, 1 to read the cache, 1 when the answer is known to
+#    come from a cache, the entry's oldest acceptable age in ms (-1: any), [check count of each candidate],
+#    [kind, limit, amount, kind, limit, amount...]]   kind: r requests, t tokens, p parallel
 # Returns {1, chosen candidate (0: none), ms to the window's end, window id, cached entry or '', used...}
 #      or {0, failing check, ms to the window's end, window id, '', used by the failing check,
 #          used by each mandatory check (for the answer's headers)}.
@@ -19,28 +19,26 @@ from __future__ import annotations
 ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
+local arg = cjson.decode(ARGV[1])
+local window = arg[1]
 local win = math.floor(now / window)
 local reset = (win + 1) * window - now
-local lease, lease_ttl = ARGV[2], tonumber(ARGV[3])
-local n_mand, n_cand = tonumber(ARGV[4]), tonumber(ARGV[5])
-local a = 9
-local counts = {}
+local lease, lease_ttl, n_mand = arg[2], arg[3], arg[4]
+local counts, flat = arg[8], arg[9]
+local n_cand = #counts
 local n_checks = n_mand
-for c = 1, n_cand do
-  counts[c] = tonumber(ARGV[a]); a = a + 1; n_checks = n_checks + counts[c]
-end
+for c = 1, n_cand do n_checks = n_checks + counts[c] end
 local kind, limit, amount = {}, {}, {}
 for i = 1, n_checks do
-  kind[i] = ARGV[a]; limit[i] = tonumber(ARGV[a + 1]); amount[i] = tonumber(ARGV[a + 2]); a = a + 3
+  kind[i] = flat[3 * i - 2]; limit[i] = flat[3 * i - 1]; amount[i] = flat[3 * i]
 end
 local cached = false
-if ARGV[6] == '1' then
+if arg[5] == 1 then
   cached = redis.call('GET', KEYS[n_checks + 1])
   -- an entry starts with the 13 digits of the server time (ms) it was stored at
-  if cached and ARGV[8] ~= '' and now - tonumber(string.sub(cached, 1, 13)) > tonumber(ARGV[8]) then cached = false end
+  if cached and arg[7] >= 0 and now - tonumber(string.sub(cached, 1, 13)) > arg[7] then cached = false end
 end
-local hit = cached or ARGV[7] == '1'
+local hit = cached or arg[6] == 1
 local used = {}
 local function fits(i)
   local k = KEYS[i]
@@ -108,23 +106,25 @@ return out
 """
 
 # KEYS: counters and lease sets, then (when storing) the cache entry's key.
-# ARGV: lease id, window id, key count, then per key: kind, token delta; then entry, ttl ms (when storing).
-# The entry is stored behind the 13 digits of the server's time in ms (its age, for `s-maxage`).
+# ARGV[1]: JSON [lease id, window id, [kind, token delta, kind, token delta...]] (one per key);
+# ARGV[2], ARGV[3] (when storing): the entry and its ttl in ms. The entry is stored behind the 13 digits
+# of the server's time in ms (its age, for `s-maxage`).
 SETTLE = """
-local lease, win, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local arg = cjson.decode(ARGV[1])
+local lease, win, flat = arg[1], arg[2], arg[3]
+local n = #flat / 2
 for i = 1, n do
-  local kind, delta = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
+  local kind, delta = flat[2 * i - 1], flat[2 * i]
   if kind == 'p' then
     redis.call('ZREM', KEYS[i], lease)
   elseif delta ~= 0 and tonumber(redis.call('HGET', KEYS[i], 'w')) == win then
     redis.call('HINCRBY', KEYS[i], 'n', delta)
   end
 end
-local at = 4 + 2 * n
-if ARGV[at] then
+if ARGV[2] then
   local t = redis.call('TIME')
   local stamp = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-  redis.call('SET', KEYS[n + 1], stamp .. ARGV[at], 'PX', ARGV[at + 1])
+  redis.call('SET', KEYS[n + 1], stamp .. ARGV[2], 'PX', ARGV[3])
 end
 return 1
 """

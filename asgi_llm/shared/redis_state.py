@@ -15,9 +15,13 @@ import asyncio
 import contextlib
 from typing import Any
 
+import msgspec
+
 from asgi_llm.shared import lua
 from asgi_llm.shared.limits import PARALLEL, WINDOW, Admission, Check, Plan
 from asgi_llm.shared.redis_link import RedisDown, RedisLink
+
+_encode = msgspec.json.Encoder().encode  # a script's arguments as one JSON text: one argument to send
 
 
 class RedisState:
@@ -34,12 +38,12 @@ class RedisState:
         """Check ``plan`` (and read ``cache_key``, no older than ``max_age`` seconds) in one step."""
         checks = plan.checks()
         keys = [c.key for c in checks]
-        args: list[Any] = [int(WINDOW * 1000), lease, int(self.lease_ttl * 1000), len(plan.mandatory),
-                           len(plan.candidates), "1" if cache_key else "0", "1" if hit else "0",
-                           "" if max_age is None else int(max_age * 1000)]
-        args += [len(c) for c in plan.candidates]
+        flat: list[Any] = []
         for c in checks:
-            args += (c.kind, c.limit, c.amount)
+            flat += (c.kind, c.limit, c.amount)
+        args = [_encode([int(WINDOW * 1000), lease, int(self.lease_ttl * 1000), len(plan.mandatory),
+                         1 if cache_key else 0, 1 if hit else 0, -1 if max_age is None else int(max_age * 1000),
+                         [len(c) for c in plan.candidates], flat])]
         if cache_key:
             keys.append(cache_key)
         script = self.link.script(lua.ACQUIRE)
@@ -71,9 +75,10 @@ class RedisState:
         """Free the lease, correct tokens by each delta, and store ``(key, entry, ttl ms)``: one step."""
         self._held.pop(lease, None)
         keys = [c.key for c, _ in changes]
-        args: list[Any] = [lease, window, len(changes)]
+        flat: list[Any] = []
         for check, delta in changes:
-            args += (check.kind, delta)
+            flat += (check.kind, delta)
+        args: list[Any] = [_encode([lease, window, flat])]
         if store is not None:
             keys.append(store[0])
             args += (store[1], store[2])
