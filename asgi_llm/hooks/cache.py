@@ -156,10 +156,9 @@ class DualCache:
         link = self._shared(kwargs)
         if link is None:
             return self.increment_cache(key, value, ttl=ttl)
-        script, name = link.script(lua.INCREMENT), self.namespace + ":" + key
-        args = [value, int(ttl * 1000) if ttl else ""]
+        name = self.namespace + ":" + key
         try:
-            raw = await link.run("dual_cache", lambda: script(keys=[name], args=args))
+            raw = await link.call("dual_cache", lua.INCREMENT, [name], [value, int(ttl * 1000) if ttl else ""])
         except RedisDown:
             return self.increment_cache(key, value, ttl=ttl)
         total = float(raw)

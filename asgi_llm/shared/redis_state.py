@@ -1,8 +1,9 @@
 """``RedisState``: rate limits checked on Redis (one script call per request each way), exact across
 every worker and instance sharing it.
 
-``admit`` runs ``lua.ACQUIRE``: every check of the plan, the choice of deployment and
-the read of the cache entry in one atomic step on the server's clock. ``settle``
+``admit`` runs ``lua.ACQUIRE`` (pipelined with other requests' calls by the link):
+every check of the plan, the choice of deployment and the read of the cache entry in
+one atomic step on the server's clock. ``settle``
 runs ``lua.SETTLE``: leases freed, token reservations corrected, and the answer
 stored, again one step. Leases held by this worker are renewed every third of
 ``lease_ttl`` by one background script call, so a live stream keeps its lease and a
@@ -46,8 +47,7 @@ class RedisState:
                          [len(c) for c in plan.candidates], flat])]
         if cache_key:
             keys.append(cache_key)
-        script = self.link.script(lua.ACQUIRE)
-        reply = await self.link.run("admit", lambda: script(keys=keys, args=args))
+        reply = await self.link.call("admit", lua.ACQUIRE, keys, args)
         ok, index, reset_ms, window, cached = reply[:5]
         reset = int(reset_ms) / 1000
         if not ok:
@@ -82,8 +82,7 @@ class RedisState:
         if store is not None:
             keys.append(store[0])
             args += (store[1], store[2])
-        script = self.link.script(lua.SETTLE)
-        await self.link.run("settle", lambda: script(keys=keys, args=args))
+        await self.link.call("settle", lua.SETTLE, keys, args)
 
     def _hold(self, lease: str, sets: list[str]) -> None:
         self._held[lease] = sets
@@ -101,6 +100,5 @@ class RedisState:
                 args += [lease] * len(sets)
             if not keys:
                 continue
-            script = self.link.script(lua.RENEW)
             with contextlib.suppress(RedisDown):  # counted and logged by the link; the next round tries again
-                await self.link.run("renew", lambda s=script, k=keys, a=args: s(keys=k, args=a))  # type: ignore[misc]
+                await self.link.call("renew", lua.RENEW, keys, args)
