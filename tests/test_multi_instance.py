@@ -185,3 +185,18 @@ def test_redis_killed_and_restarted_during_load(upstream: tuple[Recorder, str], 
     statuses, cached = asyncio.run(run())
     assert statuses and set(statuses) == {200}  # fail open: nothing refused, nothing broke
     assert "hit" in cached
+
+
+def test_token_limit_is_exact_across_instances(upstream: tuple[Recorder, str], redis_server: RedisServer,
+                                               instances: Any, tmp_path: Path) -> None:
+    recorder, api_base = upstream
+    urls = [s.url for s in instances(write_config(tmp_path, redis_server, api_base, {"tpm_limit": 200}))]
+    body = {"model": "echo", "messages": [{"role": "user", "content": "t"}], "max_tokens": 10,
+            "cache": {"no-cache": True, "no-store": True}}
+    answers = asyncio.run(spread(urls, 60, body))
+    ok = [r for r in answers if r.status_code == 200]
+    assert ok and len(ok) + sum(r.status_code == 429 for r in answers) == 60
+    counter = f"asgi-llm:rl:key:{hash_key(KEY)}:t"
+    # every admitted call was corrected to what the upstream billed (5 tokens), across processes
+    assert int(redis_server.client.hget(counter, "n")) == 5 * len(ok) == 5 * recorder.attempts["echo"]
+    assert 5 * len(ok) <= 200

@@ -484,3 +484,50 @@ def test_a_hook_counts_across_gateways_through_dual_cache(upstream: tuple[Record
 
     assert asyncio.run(run()) == [200] * 40
     assert sorted(hooks[0].totals + hooks[1].totals) == list(range(1, 41)) and all(hooks[0].totals + hooks[1].totals)
+
+
+def test_limited_answers_carry_the_headers_and_hits_spend_no_tokens(
+        upstream: tuple[Recorder, str], redis_server: RedisServer, gateway_factory: Callable[..., str]) -> None:
+    made = config(upstream, redis_server, [{"key_hash": hash_key(KEY), "rpm_limit": 10, "tpm_limit": 60}], cache={})
+    base = gateway_factory(made)
+    big = chat("h", max_tokens=40)  # an estimate of ~55 tokens, corrected to the 5 used
+    first = post(base, big)
+    assert first.headers["x-asgi-llm-cache"] == "miss"
+    assert (first.headers["x-ratelimit-limit-requests"], first.headers["x-ratelimit-remaining-requests"]) == (
+        "10", "9")
+    assert first.headers["x-ratelimit-limit-tokens"] == "60" and first.headers["x-ratelimit-reset-tokens"].endswith("s")
+    counter = next(iter(redis_server.client.keys("asgi-llm:rl:key:*:t")))
+    for _ in range(3):  # hits: no tokens reserved or taken
+        hit = post(base, big)
+        assert hit.status_code == 200 and hit.headers["x-asgi-llm-cache"] == "hit"
+    assert int(redis_server.client.hget(counter, "n")) == 5
+    assert hit.headers["x-ratelimit-remaining-requests"] == "6"  # hits count as requests
+    assert upstream[0].attempts["echo"] == 1
+
+
+def test_a_client_that_leaves_gets_its_tokens_back(upstream: tuple[Recorder, str], redis_server: RedisServer,
+                                                   gateway_factory: Callable[..., str]) -> None:
+    base = gateway_factory(config(upstream, redis_server, [{"key_hash": hash_key(KEY), "tpm_limit": 100_000}]))
+    body = {**chat("leave", stream=True), "model": "slow-stream"}
+    with httpx.Client(timeout=10) as client, client.stream("POST", base + CHAT, json=body,
+                                                           headers={"authorization": f"Bearer {KEY}"}) as held:
+        chunks = held.iter_bytes()
+        next(chunks)
+        counter = next(iter(redis_server.client.keys("asgi-llm:rl:key:*:t")))
+        assert int(redis_server.client.hget(counter, "n")) > 0  # reserved while it runs
+    deadline = time.monotonic() + 5
+    while int(redis_server.client.hget(counter, "n")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert int(redis_server.client.hget(counter, "n")) == 0
+
+
+def test_no_call_types_keeps_redis_for_limits_and_hooks_only(upstream: tuple[Recorder, str],
+                                                             redis_server: RedisServer,
+                                                             gateway_factory: Callable[..., str]) -> None:
+    made = config(upstream, redis_server, [{"key_hash": hash_key(KEY), "rpm_limit": 2}],
+                  cache={"supported_call_types": []})
+    base = gateway_factory(made)
+    answers = [post(base, chat("same")) for _ in range(3)]
+    assert [a.headers.get("x-asgi-llm-cache") for a in answers[:2]] == ["bypass", "bypass"]
+    assert [a.status_code for a in answers] == [200, 200, 429] and upstream[0].attempts["echo"] == 2
+    assert not redis_server.client.keys("asgi-llm:cache:*")
