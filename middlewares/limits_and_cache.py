@@ -28,6 +28,8 @@ import asyncio
 import os
 from typing import Any
 
+import msgspec
+
 from asgi_llm.config.schema import CacheParams
 from asgi_llm.hooks.auth import UserAPIKeyAuth
 from asgi_llm.observe.cost import reply_usage, usage_tokens
@@ -61,8 +63,8 @@ def estimate_tokens(ctx: RequestContext) -> int:
 class _Call:
     """One admitted call on its way through: the send wrapper and what is settled at the end."""
 
-    __slots__ = ("adm", "body", "capture", "headers", "key", "layer", "lease", "settled", "status", "store",
-                 "stream", "trace", "ttl")
+    __slots__ = ("adm", "body", "capture", "headers", "key", "layer", "lease", "settled", "size", "status", "store",
+                 "stream", "tokens", "trace", "ttl")
 
     def __init__(self, layer: LimitsAndCache, adm: Admission | None, lease: str, key: str | None,
                  store: bool, headers: list[tuple[bytes, bytes]], trace: UpstreamTrace | None,
@@ -75,7 +77,9 @@ class _Call:
         self.store = store
         self.headers = headers
         self.trace = trace
-        self.capture = store or (adm is not None and any(c.kind == TOKENS for c in adm.taken))
+        self.tokens = adm is not None and any(c.kind == TOKENS for c in adm.taken)
+        self.capture = False  # keep the answer's bytes: to store it, or to read a JSON answer's usage
+        self.size = 0
         self.body: list[bytes] = []
         self.status = 0
         self.stream = False
@@ -86,11 +90,19 @@ class _Call:
             self.status = message["status"]
             headers = message["headers"] = list(message.get("headers", ()))
             self.stream = any(k.lower() == b"content-type" and v.startswith(b"text/event-stream") for k, v in headers)
+            self.capture = self.store or (self.tokens and not self.stream)  # a stream's usage comes in the trace
             headers += self.headers
             await send(message)
             return
         if self.capture:
-            self.body.append(message.get("body", b""))
+            body: bytes = message.get("body", b"")
+            self.body.append(body)
+            self.size += len(body)
+            if self.store and self.size > self.layer.max_entry_bytes:  # too large to keep: stop holding it
+                self.store = False
+                self.capture = self.tokens and not self.stream
+                if not self.capture:
+                    self.body = []
         if not message.get("more_body", False):
             await self.finish(ok=True)
         await send(message)
@@ -114,9 +126,7 @@ class _Call:
         if self.store and good and self.key is not None:
             found = stream_entry(raw) if self.stream else Entry(False, body=raw)
             if found is not None:
-                packed = pack(found)
-                if len(packed) <= self.layer.max_entry_bytes:
-                    entry = (self.key, packed, self.ttl)
+                entry = (self.key, pack(found), self.ttl)
         await self.layer.state.settle(self.lease, self.adm, changes, entry)
 
     def used_tokens(self, raw: bytes) -> int | None:
@@ -124,7 +134,7 @@ class _Call:
         if usage is None and not self.stream and raw:
             try:
                 usage = reply_usage(raw)
-            except Exception:  # not JSON: no usage to correct with
+            except (msgspec.DecodeError, UnicodeDecodeError):  # not JSON: no usage to correct with
                 usage = None
         found = usage_tokens(usage)
         return sum(found) if found is not None else None

@@ -531,3 +531,11 @@ def test_no_call_types_keeps_redis_for_limits_and_hooks_only(upstream: tuple[Rec
     assert [a.headers.get("x-asgi-llm-cache") for a in answers[:2]] == ["bypass", "bypass"]
     assert [a.status_code for a in answers] == [200, 200, 429] and upstream[0].attempts["echo"] == 2
     assert not redis_server.client.keys("asgi-llm:cache:*")
+
+
+def test_answers_over_max_entry_bytes_are_not_kept(upstream: tuple[Recorder, str], redis_server: RedisServer,
+                                                   gateway_factory: Callable[..., str]) -> None:
+    base = gateway_factory(config(upstream, redis_server, cache={"max_entry_bytes": 64}))
+    for body in (chat("big"), chat("big stream", stream=True)):
+        assert [post(base, body).headers["x-asgi-llm-cache"] for _ in range(2)] == ["miss", "miss"]
+    assert not redis_server.client.keys("asgi-llm:cache:*")
