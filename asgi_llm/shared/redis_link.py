@@ -106,7 +106,7 @@ class RedisLink:
             else:
                 pipe = client.pipeline(transaction=False)
                 for _, source, keys, args, _ in batch:
-                    pipe.evalsha(_sha(source), len(keys), *keys, *args)
+                    pipe.execute_command("EVALSHA", _sha(source), b"%d" % len(keys), *keys, *args)
                 replies = await pipe.execute(raise_on_error=False)
                 for i, reply in enumerate(replies):
                     if isinstance(reply, NoScriptError):  # Redis restarted or flushed its scripts: load, send again
@@ -130,11 +130,12 @@ class RedisLink:
                 future.set_result(reply)
 
     async def _evalsha(self, client: aioredis.Redis, source: str, keys: list[Any], args: list[Any]) -> Any:
+        command = client.execute_command
         try:
-            return await client.evalsha(_sha(source), len(keys), *keys, *args)
+            return await command("EVALSHA", _sha(source), b"%d" % len(keys), *keys, *args)  # type: ignore[no-untyped-call]
         except NoScriptError:
             await client.script_load(source)
-            return await client.evalsha(_sha(source), len(keys), *keys, *args)
+            return await command("EVALSHA", _sha(source), b"%d" % len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
     @property
     def up(self) -> bool:
@@ -173,12 +174,12 @@ class RedisLink:
                 await client.aclose()
 
 
-_SHAS: dict[str, str] = {}
+_SHAS: dict[str, bytes] = {}
 
 
-def _sha(source: str) -> str:
+def _sha(source: str) -> bytes:
     """The SHA1 Redis knows a script by."""
     found = _SHAS.get(source)
     if found is None:
-        found = _SHAS[source] = hashlib.sha1(source.encode()).hexdigest()
+        found = _SHAS[source] = hashlib.sha1(source.encode()).hexdigest().encode()
     return found

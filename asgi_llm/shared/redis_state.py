@@ -38,7 +38,7 @@ class RedisState:
                     max_age: float | None = None) -> Admission:
         """Check ``plan`` (and read ``cache_key``, no older than ``max_age`` seconds) in one step."""
         checks = plan.checks()
-        keys = [c.key for c in checks]
+        keys: list[Any] = [c.key.encode() for c in checks]  # bytes: redis-py checks a str's type five times
         flat: list[Any] = []
         for c in checks:
             flat += (c.kind, c.limit, c.amount)
@@ -46,7 +46,7 @@ class RedisState:
                          1 if cache_key else 0, 1 if hit else 0, -1 if max_age is None else int(max_age * 1000),
                          [len(c) for c in plan.candidates], flat])]
         if cache_key:
-            keys.append(cache_key)
+            keys.append(cache_key.encode())
         reply = await self.link.call("admit", lua.ACQUIRE, keys, args)
         ok, index, reset_ms, window, cached = reply[:5]
         reset = int(reset_ms) / 1000
@@ -74,14 +74,14 @@ class RedisState:
                      store: tuple[str, bytes, int] | None) -> None:
         """Free the lease, correct tokens by each delta, and store ``(key, entry, ttl ms)``: one step."""
         self._held.pop(lease, None)
-        keys = [c.key for c, _ in changes]
+        keys: list[Any] = [c.key.encode() for c, _ in changes]
         flat: list[Any] = []
         for check, delta in changes:
             flat += (check.kind, delta)
         args: list[Any] = [_encode([lease, window, flat])]
         if store is not None:
-            keys.append(store[0])
-            args += (store[1], store[2])
+            keys.append(store[0].encode())
+            args += (store[1], b"%d" % store[2])
         await self.link.call("settle", lua.SETTLE, keys, args)
 
     def _hold(self, lease: str, sets: list[str]) -> None:
