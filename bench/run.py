@@ -75,8 +75,9 @@ def gateway_configs(upstream: str, redis_port: int | None = None) -> dict[str, t
 
 
 def redis_commands(port: int) -> int:
-    """Round trips the bench's redis-server has answered so far: its clients' script calls (the gateway
-    sends nothing else here). ``total_commands_processed`` would count each command inside a script too."""
+    """Script calls the bench's redis-server has answered so far (the gateway sends nothing else here; each
+    is at most one round trip, and a worker's concurrent calls share one). ``total_commands_processed``
+    would count each command inside a script too."""
     import redis
 
     with redis.Redis(host="127.0.0.1", port=port) as client:
@@ -276,7 +277,7 @@ def report(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]
         if who.startswith("asgi-llm (") and runs is not gateway:
             for name in scenarios:
                 r, g = runs[name], gateway[name]
-                trips = f", {r['redis']:.2f} Redis round trips/request" if r.get("redis") else ""
+                trips = f", {r['redis']:.2f} Redis script calls/request" if r.get("redis") else ""
                 print(f"  {who:<31} {name:<12} {r['rps'] / g['rps']:6.1%}, p50 {r['p50'] - g['p50']:+.3f} ms{trips}")
 
 
