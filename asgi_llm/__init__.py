@@ -8,7 +8,8 @@ The mechanism lives in this package's subpackages, each with one job:
 - ``asgi_llm.upstream``: the terminal app, routing, forwarding, the mock;
 - ``asgi_llm.observe``: call records, logging events, cost, metrics;
 - ``asgi_llm.prompts``: the prompt store and Langfuse;
-- ``asgi_llm.config``: the config, loaded and checked.
+- ``asgi_llm.config``: the config, loaded and checked;
+- ``asgi_llm.shared``: state across workers and instances (rate limits, the response cache, Redis).
 
 Policy lives in the ``middlewares`` package, built on those submodules (never on this
 package's root, so importing it never runs into a cycle); the assembly
@@ -51,6 +52,9 @@ from asgi_llm.request.error_layer import Errors
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.request.ingest import Ingest
 from asgi_llm.request.replay import Replay
+from asgi_llm.shared.limits import LimitTable
+from asgi_llm.shared.redis_link import RedisLink
+from asgi_llm.shared.state import SharedState
 from asgi_llm.types import ASGIApp, Receive, Scope, Send
 from asgi_llm.upstream.app import UpstreamApp
 from asgi_llm.upstream.router import Router
@@ -72,17 +76,20 @@ __all__ = [
     "GatewayMetrics",
     "Ingest",
     "LLMClient",
+    "LimitTable",
     "LogSinks",
     "Message",
     "ModelResponse",
     "ModelResponseStream",
     "PromptManagementBase",
     "Receive",
+    "RedisLink",
     "Replay",
     "RequestContext",
     "Router",
     "Scope",
     "Send",
+    "SharedState",
     "StandardCallbackDynamicParams",
     "StreamingChoices",
     "TextCompletionResponse",
