@@ -82,7 +82,7 @@ class Gateway:
         self.redis = RedisLink(target, retry_interval=params.retry_interval, metrics=self.metrics) if target else None
         self.cache = DualCache(redis=self.redis, in_memory_ttl=params.default_in_memory_ttl)
         self.upstream: UpstreamApp | None = None
-        self.router = router = Router(config)
+        self.router = router = Router(config, link=self.redis)  # cooldowns shared through Redis when there
         inner: ASGIApp
         if app is None:
             self.upstream = UpstreamApp(router, settings=general.upstream, limits=limits, session=session)

@@ -11,7 +11,8 @@ memory or compared as text. An ``Authorization`` header with another scheme than
 (without buffering the upload) before anything goes on, so a key's ``models`` holds
 there too. The caller is stored on the request context as
 ``UserAPIKeyAuth`` with the key's hash, never the key, and the key itself is never
-forwarded (the terminal app sends only the deployment's key).
+forwarded (the terminal app sends only the deployment's key). ``/health`` (every
+deployment and its ``api_base``) takes only the master key.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class Auth:
             virtual = self._keys.get(digest.hex())
             if virtual is None:
                 raise GatewayError(401, "Invalid API key.", code="invalid_api_key")
+            if local_path(scope) == "/health":  # it names every deployment and api_base
+                raise GatewayError(403, "/health needs the master key.", code="master_key_required")
         ctx = get_context(scope)
         if ctx is not None:
             ctx.auth = self.caller(ctx, digest.hex(), virtual, scope["path"])

@@ -169,7 +169,7 @@ class LimitsAndCache:
         table = self.state.table
         plan = Plan()
         if table:
-            deployments = self.router.group(model) if table.deployment_limits and model is not None else ()
+            deployments = self.router.ordered(model) if table.deployment_limits and model is not None else ()
             plan = table.plan(key_hash, team_id, model, deployments, estimate_tokens(ctx))
         lease = os.urandom(8).hex() if plan else ""
         stored_at = self._redis_key(key, control)

@@ -68,13 +68,13 @@ def test_litellm_keys_we_do_not_support_only_warn(tmp_path: Path) -> None:
                     "    litellm_params: {model: mock/x, region_name: eu, drop_params: true}\n"
                     "general_settings: {database_url: postgres://x, alerting: [slack]}\n"
                     "litellm_settings: {set_verbose: true, anything_litellm_has: 1}\n"
-                    "router_settings: {routing_strategy: least-busy}\nenvironment_variables: {A: b}\n")
+                    "router_settings: {enable_tag_filtering: true}\nenvironment_variables: {A: b}\n")
     _, unsupported = load_config(path)
     assert sorted(unsupported) == sorted([
                            "model_list[0].litellm_params.region_name", "model_list[0].litellm_params.drop_params",
                            "litellm_settings.set_verbose", "litellm_settings.anything_litellm_has",
                            "general_settings.database_url", "general_settings.alerting",
-                           "router_settings.routing_strategy", "environment_variables"])
+                           "router_settings.enable_tag_filtering", "environment_variables"])
 
 
 @pytest.mark.parametrize(("config", "says"), [
@@ -147,7 +147,7 @@ def test_cli_refuses_configs_that_cannot_run(tmp_path: Path, extra: str, says: s
 def test_cli_serves_a_config_and_warns_once(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n"
-                    "      region_name: eu\nrouter_settings:\n  routing_strategy: simple-shuffle\n")
+                    "      region_name: eu\nrouter_settings:\n  enable_tag_filtering: true\n")
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()

@@ -25,6 +25,7 @@ from asgi_llm.config.schema import (
     LiteLLMSettings,
     ModelEntry,
     PromptSettings,
+    RouterSettings,
     UpstreamSettings,
     VirtualKey,
 )
@@ -128,6 +129,20 @@ def _check(config: Config) -> None:
         base = entry.litellm_params.api_base
         if base is not None and not base.startswith(("http://", "https://")):
             raise ConfigError(f"`{where}.litellm_params.api_base`: must be an http(s) URL, got {base!r}")
+    names = {entry.model_name for entry in config.model_list}
+    sections: dict[str, RouterSettings | LiteLLMSettings] = {
+        "router_settings": config.router_settings, "litellm_settings": config.litellm_settings}
+    for section, fallback_settings in sections.items():
+        for kind in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            rules: list[dict[str, list[str]]] = getattr(fallback_settings, kind) or []
+            for i, rule in enumerate(rules):
+                for group, targets in rule.items():
+                    for name in (group, *targets):
+                        if name not in names and name != "*":
+                            raise ConfigError(f"`{section}.{kind}[{i}]`: model {name!r} is not in model_list")
+        for name in fallback_settings.default_fallbacks or ():
+            if name not in names:
+                raise ConfigError(f"`{section}.default_fallbacks`: model {name!r} is not in model_list")
     if config.prompts.path is not None:
         found = prompts_path(config)
         if not os.path.exists(found):

@@ -33,6 +33,7 @@ class LiteLLMParams(msgspec.Struct, kw_only=True):
     langfuse_public_key: str | None = None
     langfuse_secret_key: str | None = None
     langfuse_host: str | None = None
+    weight: Positive | None = None  # simple-shuffle: this deployment's share of its group's calls
     rpm: PositiveInt | None = None  # this deployment's requests per minute; at it the router skips it
     tpm: PositiveInt | None = None  # this deployment's tokens per minute
 
@@ -70,6 +71,11 @@ class CacheParams(msgspec.Struct, kw_only=True):
     default_in_memory_ttl: Positive = 1.0  # DualCache: seconds a value read from Redis is served from memory
 
 
+Fallbacks = list[dict[str, list[str]]]  # LiteLLM's shape: [{"gpt-4o": ["gpt-4o-mini", "llama"]}]
+Strategy = Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing",
+                   "usage-based-routing-v2"]
+
+
 class LiteLLMSettings(msgspec.Struct, kw_only=True):
     callbacks: str | list[str] | None = None  # `module.instance` paths to CustomLogger objects
     success_callback: str | list[str] | None = None  # `module.function` paths: (kwargs, response, start, end)
@@ -78,12 +84,27 @@ class LiteLLMSettings(msgspec.Struct, kw_only=True):
     request_timeout: Positive = 600.0  # LLM answers are slow: LiteLLM's default total timeout
     stream_timeout: Positive | None = None  # longest silence inside a stream; None: request_timeout
     num_retries: NonNegativeInt = 0
+    fallbacks: Fallbacks | None = None  # as router_settings' (router_settings wins when both are set)
+    default_fallbacks: list[str] | None = None
+    context_window_fallbacks: Fallbacks | None = None
+    content_policy_fallbacks: Fallbacks | None = None
     cache: bool = False  # the response cache (and, with Redis, shared limits and DualCache)
     cache_params: CacheParams = msgspec.field(default_factory=CacheParams)
 
 
 class RouterSettings(msgspec.Struct, kw_only=True):
     """The ``router_settings`` keys asgi-llm uses (the rest are listed as unsupported)."""
+
+    routing_strategy: Strategy = "simple-shuffle"
+    fallbacks: Fallbacks | None = None  # a group's fallback groups, tried in order once it is exhausted
+    default_fallbacks: list[str] | None = None  # for every group without fallbacks of its own
+    context_window_fallbacks: Fallbacks | None = None  # on a context-length error
+    content_policy_fallbacks: Fallbacks | None = None  # on a content-policy refusal
+    allowed_fails: NonNegativeInt = 3  # failures of a deployment in a minute before it cools down
+    cooldown_time: NonNegative = 5.0  # seconds a deployment is skipped once cooling down
+    disable_cooldowns: bool = False
+    num_retries: NonNegativeInt | None = None  # LiteLLM's router-level retries (litellm_settings.num_retries)
+    timeout: Positive | None = None  # one call's whole fallback chain, until its answer starts; past it 504
 
     redis_host: str | None = None
     redis_port: Annotated[int, msgspec.Meta(gt=0, lt=65536)] | None = None
@@ -129,6 +150,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     global_max_parallel_requests: PositiveInt | None = None  # LiteLLM's name for the same; the lower one holds
     rate_limit_fail: Literal["open", "closed"] = "open"  # limits when Redis fails: admit, or answer 503
     rate_limit_lease_ttl: Positive = 60.0  # a parallel-request lease not renewed for this long is freed
+    background_health_checks: bool = False  # probe every deployment every health_check_interval seconds
+    health_check_interval: Positive = 300.0
 
 
 class Limits(msgspec.Struct, kw_only=True):

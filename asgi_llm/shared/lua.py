@@ -146,3 +146,22 @@ local v = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
 if ARGV[2] ~= '' and redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return v
 """
+
+# A deployment's failure. KEYS: its failure counter, its cooldown key. ARGV: allowed fails, cooldown ms,
+# 1 to cool it down at once. Counts failures per minute; past `allowed fails`, or at once, the deployment
+# cools down for the cooldown time. Returns the cooldown's ms left (-2: not cooling down).
+FAIL = """
+local fails = redis.call('INCR', KEYS[1])
+if fails == 1 then redis.call('PEXPIRE', KEYS[1], 60000) end
+if ARGV[3] == '1' or fails > tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+end
+return redis.call('PTTL', KEYS[2])
+"""
+
+# KEYS: cooldown keys. Returns each one's ms left (negative: not cooling down).
+COOLDOWNS = """
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('PTTL', KEYS[i]) end
+return out
+"""

@@ -5,7 +5,11 @@
   deployment, and the deployment's provider answers (``upstream.providers``: the
   call is forwarded to an OpenAI-compatible server, or answered by the mock).
   Multipart uploads are streamed through, routed by their ``model`` field.
-- GET ``/models``, ``/health/liveliness``, ``/health/readiness``.
+- GET ``/models``, ``/health/liveliness``, ``/health/readiness`` (with the deployments cooling
+  down), ``/health`` (LiteLLM's: every deployment probed, healthy or not).
+- A model with several deployments, fallbacks or a chain deadline goes through the
+  ``Dispatcher`` (retries elsewhere, fallbacks, cooldowns); any other straight to its
+  deployment.
 - The shared aiohttp session lives in the lifespan (or is made on first use when
   mounted where no lifespan arrives) and is closed at shutdown.
 """
@@ -28,7 +32,9 @@ from asgi_llm.request.ingest import DEFAULT_MAX_BODY, ClientDisconnected, Limits
 from asgi_llm.request.multipart import rest_of_body, sniff_model
 from asgi_llm.request.routes import HEALTH_PATHS, local_path, match_route
 from asgi_llm.types import Message, Receive, Scope, Send
+from asgi_llm.upstream.dispatch import Dispatcher
 from asgi_llm.upstream.forward import Forwarder, upstream_body
+from asgi_llm.upstream.health import Health
 from asgi_llm.upstream.providers import UpstreamCall, providers
 from asgi_llm.upstream.router import Router
 from asgi_llm.upstream.trace import get_trace
@@ -48,6 +54,10 @@ class UpstreamApp:
         self.limits = limits if limits is not None else Limits(max_body_bytes=max_body_bytes)
         self.forwarder = Forwarder(settings or UpstreamSettings(), session)
         self.providers = providers(self.forwarder)
+        self.dispatcher = Dispatcher(router, self.providers, router.config, self.forwarder.pause)
+        general = router.config.general_settings
+        self.health = Health(router, self.forwarder, background=general.background_health_checks,
+                             interval=general.health_check_interval)
         use_upstream(self)  # hooks' acompletion() goes through the latest terminal app built
         models = [{"id": n, "object": "model", "created": 0, "owned_by": "asgi-llm"} for n in router.names]
         self._models = _encode({"object": "list", "data": models})
@@ -63,6 +73,8 @@ class UpstreamApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.forwarder.session  # noqa: B018 - create the pool inside the server's loop
+                self.health.start()
+                self.router.cooldowns.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -70,7 +82,9 @@ class UpstreamApp:
                 return
 
     async def aclose(self) -> None:
-        """Close the upstream pool (for embedders whose lifespan does not reach us)."""
+        """Stop the background checks and close the upstream pool (for embedders without lifespan)."""
+        self.health.stop()
+        self.router.cooldowns.stop()
         await self.forwarder.aclose()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,6 +107,9 @@ class UpstreamApp:
     async def forward_json(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
         """Route the call, build the body the upstream gets, and let the deployment's provider answer."""
         assert ctx.body is not None
+        if self.dispatcher.wanted(ctx):
+            await self.dispatcher.run(ctx, scope, receive, send)
+            return
         dep = ctx.deployment or self.router.pick(ctx.model)  # a layer may have chosen (deployment limits)
         ctx.consumed = True  # the body goes from the context; `receive` now only reports disconnects
         call = UpstreamCall(dep, ctx, upstream_body(ctx.body, dep.model), scope, receive, get_trace(scope))
@@ -139,9 +156,14 @@ class UpstreamApp:
 
     async def serve_local(self, scope: Scope, send: Send) -> None:
         path = local_path(scope)
-        if path == "/models" or path in HEALTH_PATHS:
+        if path == "/models" or path in HEALTH_PATHS or path == "/health":
             if scope["method"] not in ("GET", "HEAD"):
                 raise GatewayError(405, f"{path} takes GET.", code="method_not_allowed")
-            await send_whole(send, 200, self._models if path == "/models" else _HEALTHY)
+            if path == "/health":
+                await send_whole(send, 200, _encode(await self.health.report()))
+            elif path == "/health/readiness":
+                await send_whole(send, 200, _encode({"status": "healthy", "cooling_down": self.health.cooling()}))
+            else:
+                await send_whole(send, 200, self._models if path == "/models" else _HEALTHY)
             return
         raise GatewayError(404, f"No route {scope['method']} {scope['path']} on this gateway.", code="not_found")

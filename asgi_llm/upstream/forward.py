@@ -126,15 +126,22 @@ class Forwarder:
         return found
 
     async def backoff(self, attempt: int, resp: aiohttp.ClientResponse | None) -> None:
-        wait = _retry_after(resp)
+        await self.pause(attempt, _retry_after(resp))
+
+    async def pause(self, attempt: int, wait: float | None) -> None:
+        """Wait before retrying the same upstream: ``wait`` (its Retry-After), else a doubling jittered
+        backoff; at most ``max_retry_wait``."""
         if wait is None:
             wait = self.settings.retry_backoff * (2**attempt) * (0.5 + random.random() / 2)
         await asyncio.sleep(min(max(wait, 0.0), self.settings.max_retry_wait))
 
     async def forward(self, dep: Deployment, url: str, body: bytes | AsyncIterator[bytes],
-                      headers: dict[str, str], stream: bool, send: Send, trace: UpstreamTrace | None = None) -> None:
-        """Call the upstream (with retries) and relay its answer through ``send``; fill ``trace``."""
-        attempts = 1 + (dep.retries if isinstance(body, bytes) else 0)  # a streamed upload cannot be replayed
+                      headers: dict[str, str], stream: bool, send: Send, trace: UpstreamTrace | None = None,
+                      retries: int | None = None) -> None:
+        """Call the upstream (with ``retries``, else the deployment's) and relay its answer through ``send``;
+        fill ``trace``."""
+        more = dep.retries if retries is None else retries
+        attempts = 1 + (more if isinstance(body, bytes) else 0)  # a streamed upload cannot be replayed
         timeout = self.timeout(dep, stream)
         for attempt in range(attempts):
             last = attempt == attempts - 1

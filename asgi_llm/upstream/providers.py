@@ -41,7 +41,7 @@ _encode = msgspec.json.Encoder().encode
 class UpstreamCall:
     """One JSON call on its way to a deployment: what a provider needs to answer it."""
 
-    __slots__ = ("body", "ctx", "dep", "receive", "scope", "trace", "url")
+    __slots__ = ("body", "ctx", "dep", "receive", "retries", "scope", "trace", "url")
 
     def __init__(self, dep: Deployment, ctx: RequestContext, body: dict[str, Any], scope: Scope, receive: Receive,
                  trace: UpstreamTrace | None) -> None:
@@ -52,6 +52,7 @@ class UpstreamCall:
         self.receive = receive  # only reports disconnects: the body came from the context
         self.trace = trace  # an observer's record of the upstream call, or None
         self.url = dep.api_base + ctx.route.path
+        self.retries: int | None = None  # retries on this deployment; None: its own (the router retries elsewhere)
 
 
 class Provider:
@@ -81,7 +82,8 @@ class OpenAIProvider(Provider):
         dep, trace = call.dep, call.trace
         headers = request_headers(dep, call.scope["headers"], None)
         async with DisconnectWatch(call.receive) as watch:
-            await self.forwarder.forward(dep, call.url, _encode(call.body), headers, call.ctx.stream, send, trace)
+            await self.forwarder.forward(dep, call.url, _encode(call.body), headers, call.ctx.stream, send, trace,
+                                         call.retries)
         if watch.gone:
             if trace is not None:
                 trace.client_gone = True

@@ -14,6 +14,8 @@ An observer (the logging layer) puts one in ``scope["state"]`` with ``set_trace`
   and no client sees a chunk it did not ask for.
 - ``client_gone``: the client left and the upstream call was cancelled.
 - ``cache_hit``: the answer came from the response cache (no upstream call at all).
+- ``failed``: the router's attempts that failed before the last one (model group, deployment,
+  status, code), in order: retries elsewhere and fallbacks.
 
 The logging layer's ``CallRecord`` holds one as ``record.trace``.
 """
@@ -34,7 +36,8 @@ TRACE_KEY = "asgi_llm.trace"
 class UpstreamTrace:
     """See the module docstring."""
 
-    __slots__ = ("attempts", "cache_hit", "client_gone", "deployment", "ended", "headers_at", "keep_raw", "on_attempt",
+    __slots__ = ("attempts", "cache_hit", "client_gone", "deployment", "ended", "failed", "headers_at", "keep_raw",
+                 "on_attempt",
                  "on_response", "raw", "sent", "started", "strip_usage", "tapping", "upstream_status", "url", "usage",
                  "want_usage")
 
@@ -59,6 +62,7 @@ class UpstreamTrace:
         self.tapping = False  # this stream goes through a UsageTap (set by ask_for_usage)
         self.client_gone = False
         self.cache_hit = False  # answered from the response cache: no upstream call
+        self.failed: list[dict[str, Any]] = []  # attempts that failed before the one that answered (the router's)
 
     def begin(self, now: float) -> None:
         """An upstream attempt starts now."""
