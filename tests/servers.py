@@ -310,3 +310,69 @@ class CLIServer:
             self.proc.wait(20)
         finally:
             self.proc.kill()
+
+
+class Switchable:
+    """An OpenAI-compatible upstream whose behaviour a test switches: ``ok`` (after ``delay``), ``status``
+    (``status`` with the OpenAI error ``error``), ``hang``, ``cut`` (a stream that dies after one chunk).
+    Answers say which server they came from; ``calls`` counts chat calls, ``probes`` GET /models."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mode = "ok"
+        self.status = 500
+        self.error: dict[str, Any] = {"message": "server broke", "type": "server_error", "code": None}
+        self.delay = 0.0
+        self.calls = 0
+        self.probes = 0
+        self.active = 0
+        self.most_active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                while True:
+                    kind = (await receive())["type"]
+                    await send({"type": kind + ".complete"})
+                    if kind == "lifespan.shutdown":
+                        break
+            return
+        raw = await read_request(receive)
+        if scope["method"] == "GET":
+            self.probes += 1
+            ok = self.mode != "status"
+            await Recorder.json(send, 200 if ok else self.status, {"object": "list", "data": []} if ok else
+                                {"error": self.error})
+            return
+        body = json.loads(raw)
+        self.calls += 1
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            await self.answer(body, send)
+        finally:
+            self.active -= 1
+
+    async def answer(self, body: dict[str, Any], send: Send) -> None:
+        if self.mode == "hang":
+            await asyncio.sleep(30)
+        if self.mode == "status":
+            await Recorder.json(send, self.status, {"error": self.error})
+            return
+        await asyncio.sleep(self.delay)
+        content = f"from {self.name}"
+        usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        if not body.get("stream"):
+            answer = completion(body.get("model", "?"), content)
+            await Recorder.json(send, 200, answer)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": chunk(body["model"], content), "more_body": True})
+        if self.mode == "cut":
+            raise RuntimeError("upstream dies mid-stream")  # uvicorn drops the connection
+        if (body.get("stream_options") or {}).get("include_usage"):
+            final = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": body["model"], "choices": [],
+                     "usage": usage}
+            await send({"type": "http.response.body", "body": b"data: " + json.dumps(final).encode() + b"\n\n",
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})

@@ -170,7 +170,7 @@ class CallRecord:
             "input": _prompt_of(source),
             "api_key": dep.masked_key if dep is not None else None,
             "additional_args": {"complete_input_dict": sent, "api_base": self.trace.url,
-                                "attempts": self.trace.attempts},
+                                "attempts": self.trace.attempts, "attempted": self.trace.failed},
             "log_event_type": event,
             "cache_hit": self.trace.cache_hit,
             "response_cost": self.cost,

@@ -58,6 +58,7 @@ def standard_logging_object(rec: CallRecord, kwargs: dict[str, Any], failed: boo
         "overhead_time": total - upstream if upstream is not None else total,
         "time_to_first_token": ttft,
         "attempts": rec.trace.attempts,
+        "attempted": rec.trace.failed,  # the router's failed attempts before the answer: group, deployment, status
         "metadata": params["metadata"],
         "end_user": params["metadata"]["user_api_end_user_id"],
         "cache_hit": rec.trace.cache_hit,
