@@ -37,12 +37,19 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 CONTROL = "asgi-llm (no hooks, control)"
 
 
-def models_yaml(upstream: str) -> str:
-    return (f"model_list:\n  - model_name: bench-model\n    litellm_params:\n"
-            f"      model: openai/bench-model\n      api_base: {upstream}/v1\n      api_key: sk-upstream\n")
+def models_yaml(upstream: str, deployments: int = 1) -> str:
+    entry = (f"  - model_name: bench-model\n    litellm_params:\n"
+             f"      model: openai/bench-model\n      api_base: {upstream}/v1\n      api_key: sk-upstream\n")
+    return "model_list:\n" + entry * deployments
 
 
 # the bench's client key (wrk sends it), as `keys[].key_hash`
+def spare_yaml(upstream: str) -> str:
+    """A fallback group for bench-model (never used: the upstream never fails)."""
+    return (f"  - model_name: spare-model\n    litellm_params: {{model: openai/bench-model, api_base: {upstream}/v1}}\n"
+            "router_settings:\n  fallbacks: [{bench-model: [spare-model]}]\n")
+
+
 def redis_configs(models: str, redis_port: int) -> dict[str, tuple[str, str]]:
     """The shared-state scenarios: every request a cache hit; a key whose Redis-checked limits never trigger."""
     from asgi_llm.hooks.auth import hash_key
@@ -70,6 +77,7 @@ def gateway_configs(upstream: str, redis_port: int | None = None) -> dict[str, t
                                                  "bench.noop_hooks.stream_and_moderation\n", ""),
         "asgi-llm (success cb+metrics)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks."
                                                    "success_logger\ngeneral_settings:\n  metrics: true\n", ""),
+        "asgi-llm (2 deployments+fallback)": (models_yaml(upstream, 2) + spare_yaml(upstream), ""),
         **(redis_configs(models, redis_port) if redis_port is not None else {}),
     }
 
