@@ -97,8 +97,6 @@ class Dispatcher:
         self.policy_fallbacks = pick("content_policy_fallbacks")
         self.default_fallbacks = list(router_settings.default_fallbacks or litellm_settings.default_fallbacks or ())
         self.timeout = router_settings.timeout
-        retries = router_settings.num_retries
-        self.retries = retries  # the router's own default, over litellm_settings.num_retries
         several = {name for name in router.names if len(router.group(name)) > 1}
         self.groups = several | set(self.fallbacks) | set(self.context_fallbacks) | set(self.policy_fallbacks)
         self.everything = bool(self.default_fallbacks or self.timeout or "*" in self.fallbacks)
@@ -174,7 +172,7 @@ class Dispatcher:
             if dep is None:
                 return "cooling", error or router.cooling(group)
             if budget is None:
-                budget = self.retries if self.retries is not None else dep.retries
+                budget = dep.retries  # the first deployment's: max_retries, else num_retries
             if attempt and failed and dep is failed[-1]:  # nowhere else to go: wait before the same one again
                 await self.backoff(attempt - 1, _retry_after(error))
             router.begin(dep)

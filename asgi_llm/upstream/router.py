@@ -56,7 +56,9 @@ class Deployment:
         self.api_key = params.api_key
         self.timeout = params.timeout or settings.request_timeout
         self.stream_timeout = params.stream_timeout or settings.stream_timeout or self.timeout
-        self.retries = max(0, params.max_retries if params.max_retries is not None else settings.num_retries)
+        default = config.router_settings.num_retries  # the router's default, over litellm_settings'
+        self.retries = max(0, params.max_retries if params.max_retries is not None else
+                           default if default is not None else settings.num_retries)
         self.mock_response = params.mock_response
         self.model_info = entry.model_info
         self.prices = prices_of(entry.model_info)
