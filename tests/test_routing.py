@@ -317,3 +317,12 @@ def test_cooldowns_are_shared_through_redis(up: dict[str, Switchable], routed: C
     while not httpx.get(second + "/health/readiness").json()["cooling_down"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [said(post(second, ask("pool"))) for _ in range(4)] == ["from b"] * 4 and up["a"].calls == 1
+
+
+def test_a_hung_deployment_times_out_and_the_call_goes_elsewhere(up: dict[str, Switchable],
+                                                                 routed: Callable[..., str]) -> None:
+    up["a"].mode = "hang"
+    base = routed([("pool", "a", {"timeout": 0.5}), ("pool", "b", {"timeout": 0.5})], {"num_retries": 1})
+    began = time.monotonic()
+    answers = [said(post(base, ask("pool"))) for _ in range(2)]
+    assert answers == ["from b", "from b"] and time.monotonic() - began < 4  # at most one 0.5 s wait on a
