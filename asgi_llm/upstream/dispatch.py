@@ -97,6 +97,8 @@ class Dispatcher:
         self.policy_fallbacks = pick("content_policy_fallbacks")
         self.default_fallbacks = list(router_settings.default_fallbacks or litellm_settings.default_fallbacks or ())
         self.timeout = router_settings.timeout
+        self.timed = router.strategy == "latency-based-routing"  # only it needs each attempt's latency
+        self.counted = router.strategy == "usage-based-routing"  # only it needs each call's tokens
         several = {name for name in router.names if len(router.group(name)) > 1}
         self.groups = several | set(self.fallbacks) | set(self.context_fallbacks) | set(self.policy_fallbacks)
         self.everything = bool(self.default_fallbacks or self.timeout or "*" in self.fallbacks)
@@ -162,6 +164,8 @@ class Dispatcher:
                      first: Deployment | None) -> tuple[str, GatewayError | None]:
         """Attempts at one group: ``("ok", None)``, or how it failed and the error to report."""
         router = self.router
+        body = ctx.body
+        assert body is not None
         several = len(router.group(group)) > 1
         failed: list[Deployment] = []
         attempt, budget = 0, None
@@ -176,15 +180,23 @@ class Dispatcher:
             if attempt and failed and dep is failed[-1]:  # nowhere else to go: wait before the same one again
                 await self.backoff(attempt - 1, _retry_after(error))
             router.begin(dep)
-            started = time.perf_counter()
-            try:
-                await self._attempt(dep, ctx, scope, receive, sent)
+            started = time.perf_counter() if self.timed else 0.0
+            trace = get_trace(scope)
+            call = UpstreamCall(dep, ctx, upstream_body(body, dep.model), scope, receive, trace)
+            call.retries = 0  # retries are this loop's, elsewhere first
+            if trace is not None:
+                trace.describe(dep, call.url, call.body, ctx)
+            try:  # one attempt, inline: this is every call's path through a group of several
+                await self.providers[dep.provider].answer(call, sent if dep.model_name == ctx.model else
+                                                          _with_group(sent, dep.model_name))
             except GatewayError as exc:
                 router.end(dep, None, None)
                 if sent.at:
                     raise  # the answer started: a started stream's error, nothing is tried again
                 error, kind = exc, _kind(exc)
-                self._note(scope, dep, exc)
+                if trace is not None:
+                    trace.failed.append({"model_group": dep.model_name, "deployment": dep.label,
+                                         "status": exc.status, "code": exc.code})
                 if kind not in ("retry", "broken"):
                     return kind, error
                 if several:
@@ -197,31 +209,12 @@ class Dispatcher:
             except BaseException:
                 router.end(dep, None, None)
                 raise
-            trace = get_trace(scope)
-            usage = trace.usage if trace is not None else None
-            tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
-            router.end(dep, sent.at - started if sent.at else None, tokens if isinstance(tokens, int) else None)
+            tokens = None
+            if self.counted and trace is not None and isinstance(trace.usage, dict):
+                found = trace.usage.get("total_tokens")
+                tokens = found if isinstance(found, int) else None
+            router.end(dep, sent.at - started if started and sent.at else None, tokens)
             return "ok", None
-
-    async def _attempt(self, dep: Deployment, ctx: RequestContext, scope: Scope, receive: Receive,
-                       sent: _Sent) -> None:
-        assert ctx.body is not None
-        trace = get_trace(scope)
-        call = UpstreamCall(dep, ctx, upstream_body(ctx.body, dep.model), scope, receive, trace)
-        call.retries = 0  # retries are this loop's, elsewhere first
-        if trace is not None:
-            trace.describe(dep, call.url, call.body, ctx)
-        send: Send = sent
-        if dep.model_name != ctx.model:  # a fallback answers: say which group
-            send = _with_group(sent, dep.model_name)
-        await self.providers[dep.provider].answer(call, send)
-
-    @staticmethod
-    def _note(scope: Scope, dep: Deployment, err: GatewayError) -> None:
-        trace = get_trace(scope)
-        if trace is not None:
-            trace.failed.append({"model_group": dep.model_name, "deployment": dep.label, "status": err.status,
-                                 "code": err.code})
 
 
 def _with_group(send: Send, group: str) -> Send:

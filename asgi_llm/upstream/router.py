@@ -129,11 +129,14 @@ class Router:
             raise self.unknown(model)
         if len(group) == 1:
             return group[0]  # a group of one never cools down
-        cooling = self.cooldowns.cooling
-        usable = [d for d in group if not cooling(d.counter_id)]
-        if not usable:
-            return None
-        fresh = [d for d in usable if d not in exclude] or usable
+        if not exclude and not self.cooldowns.until:  # the usual call: every deployment usable
+            fresh = group
+        else:
+            cooling = self.cooldowns.cooling
+            usable = [d for d in group if not cooling(d.counter_id)]
+            if not usable:
+                return None
+            fresh = [d for d in usable if d not in exclude] or usable
         if len(fresh) == 1:
             return fresh[0]
         strategy = self.strategy
