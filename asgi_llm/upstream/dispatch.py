@@ -64,16 +64,17 @@ def _rules(rules: list[dict[str, list[str]]] | None) -> dict[str, list[str]]:
 class _Sent:
     """``send`` that notes when the answer started (a failure after it cannot be retried)."""
 
-    __slots__ = ("at", "deadline", "send")
+    __slots__ = ("at", "deadline", "send", "timed")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, timed: bool) -> None:
         self.send = send
-        self.at = 0.0  # when the first message went out (perf_counter); 0: nothing yet
+        self.timed = timed
+        self.at = 0.0  # when the first message went out (perf_counter when timed, else 1.0); 0: nothing yet
         self.deadline: asyncio.Timeout | None = None
 
     def __call__(self, message: Message) -> Awaitable[None]:
         if not self.at:
-            self.at = time.perf_counter()
+            self.at = time.perf_counter() if self.timed else 1.0
             if self.deadline is not None:
                 self.deadline.reschedule(None)  # the chain's deadline ends where the answer starts
         return self.send(message)
@@ -99,8 +100,9 @@ class Dispatcher:
         self.timeout = router_settings.timeout
         self.timed = router.strategy == "latency-based-routing"  # only it needs each attempt's latency
         self.counted = router.strategy == "usage-based-routing"  # only it needs each call's tokens
-        several = {name for name in router.names if len(router.group(name)) > 1}
-        self.groups = several | set(self.fallbacks) | set(self.context_fallbacks) | set(self.policy_fallbacks)
+        self.several = {name for name in router.names if len(router.group(name)) > 1}
+        self.groups = self.several | set(self.fallbacks) | set(self.context_fallbacks) | set(self.policy_fallbacks)
+        self._polling = False
         self.everything = bool(self.default_fallbacks or self.timeout or "*" in self.fallbacks)
 
     def wanted(self, ctx: RequestContext) -> bool:
@@ -109,10 +111,17 @@ class Dispatcher:
         return self.everything or ctx.model in self.groups or (body is not None and "fallbacks" in body)
 
     async def run(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
-        self.router.cooldowns.start()
-        sent = _Sent(send)
-        if self.timeout is None:
-            await self._chain(ctx, scope, receive, sent)
+        if not self._polling:  # the shared cooldowns are read from the first call on (or the lifespan's start)
+            self._polling = True
+            self.router.cooldowns.start()
+        sent = _Sent(send, self.timed)
+        if self.timeout is None:  # the usual call: the first group's attempts, here; fallbacks only on failure
+            group = ctx.model
+            if group is None:
+                raise self.router.unknown(None)
+            kind, error = await self._group(group, ctx, scope, receive, sent, ctx.deployment)
+            if error is not None:
+                await self._fallen(ctx, scope, receive, sent, group, kind, error)
             return
         try:
             async with asyncio.timeout(self.timeout) as deadline:
@@ -129,8 +138,12 @@ class Dispatcher:
         if group is None:
             raise self.router.unknown(None)
         kind, error = await self._group(group, ctx, scope, receive, sent, ctx.deployment)
-        if error is None:
-            return
+        if error is not None:
+            await self._fallen(ctx, scope, receive, sent, group, kind, error)
+
+    async def _fallen(self, ctx: RequestContext, scope: Scope, receive: Receive, sent: _Sent, group: str,
+                      kind: str, error: GatewayError) -> None:
+        """``group`` failed (``kind``, ``error``): its fallbacks, in order; else the last real failure."""
         for fallback in self._fallbacks(ctx, group, kind):
             kind, next_error = await self._group(fallback, ctx, scope, receive, sent, None)
             if next_error is None:
@@ -166,7 +179,7 @@ class Dispatcher:
         router = self.router
         body = ctx.body
         assert body is not None
-        several = len(router.group(group)) > 1
+        several = group in self.several
         failed: list[Deployment] = []
         attempt, budget = 0, None
         error: GatewayError | None = None
@@ -179,7 +192,7 @@ class Dispatcher:
                 budget = dep.retries  # the first deployment's: max_retries, else num_retries
             if attempt and failed and dep is failed[-1]:  # nowhere else to go: wait before the same one again
                 await self.backoff(attempt - 1, _retry_after(error))
-            router.begin(dep)
+            dep.inflight += 1  # the router's load figure (least-busy)
             started = time.perf_counter() if self.timed else 0.0
             trace = get_trace(scope)
             call = UpstreamCall(dep, ctx, upstream_body(body, dep.model), scope, receive, trace)
@@ -209,6 +222,9 @@ class Dispatcher:
             except BaseException:
                 router.end(dep, None, None)
                 raise
+            if not (self.timed or self.counted):
+                dep.inflight -= 1
+                return "ok", None
             tokens = None
             if self.counted and trace is not None and isinstance(trace.usage, dict):
                 found = trace.usage.get("total_tokens")
