@@ -326,3 +326,16 @@ def test_a_hung_deployment_times_out_and_the_call_goes_elsewhere(up: dict[str, S
     began = time.monotonic()
     answers = [said(post(base, ask("pool"))) for _ in range(2)]
     assert answers == ["from b", "from b"] and time.monotonic() - began < 4  # at most one 0.5 s wait on a
+
+
+def test_litellm_settings_fallbacks_and_their_names_are_checked(up: dict[str, Switchable],
+                                                                routed: Callable[..., str]) -> None:
+    from asgi_llm import ConfigError, parse_config
+
+    up["a"].mode = "status"
+    base = routed([("main", "a", {}), ("other", "b", {})],
+                  extra={"litellm_settings": {"fallbacks": [{"main": ["other"]}]}})
+    assert said(post(base, ask("main"))) == "from b"
+    with pytest.raises(ConfigError, match=r"router_settings\.fallbacks\[0\]`: model 'nope' is not in model_list"):
+        parse_config({"model_list": [dep("main", "http://127.0.0.1:1")],
+                      "router_settings": {"fallbacks": [{"main": ["nope"]}]}})
