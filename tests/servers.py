@@ -60,6 +60,16 @@ async def read_request(receive: Receive) -> bytes:
             return raw
 
 
+async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+    """A test server's lifespan: every step completes."""
+    if scope["type"] == "lifespan":
+        while True:
+            kind = (await receive())["type"]
+            await send({"type": kind + ".complete"})
+            if kind == "lifespan.shutdown":
+                break
+
+
 def completion(model: str, content: str) -> dict[str, Any]:
     return {"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -102,12 +112,7 @@ class Recorder:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                while True:
-                    kind = (await receive())["type"]
-                    await send({"type": kind + ".complete"})
-                    if kind == "lifespan.shutdown":
-                        break
+            await lifespan(scope, receive, send)
             return
         raw = await read_request(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
@@ -330,12 +335,7 @@ class Switchable:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                while True:
-                    kind = (await receive())["type"]
-                    await send({"type": kind + ".complete"})
-                    if kind == "lifespan.shutdown":
-                        break
+            await lifespan(scope, receive, send)
             return
         raw = await read_request(receive)
         if scope["method"] == "GET":

@@ -110,28 +110,27 @@ class Dispatcher:
         body = ctx.body
         return self.everything or ctx.model in self.groups or (body is not None and "fallbacks" in body)
 
-    async def run(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
+    def run(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The call's attempts, as one awaitable (a plain function: no coroutine of its own per call)."""
         if not self._polling:  # the shared cooldowns are read from the first call on (or the lifespan's start)
             self._polling = True
             self.router.cooldowns.start()
         sent = _Sent(send, self.timed)
-        if self.timeout is None:  # the usual call: the first group's attempts, here; fallbacks only on failure
-            group = ctx.model
-            if group is None:
-                raise self.router.unknown(None)
-            kind, error = await self._group(group, ctx, scope, receive, sent, ctx.deployment)
-            if error is not None:
-                await self._fallen(ctx, scope, receive, sent, group, kind, error)
-            return
+        if self.timeout is None:
+            return self._chain(ctx, scope, receive, sent)
+        return self._within_deadline(ctx, scope, receive, sent, self.timeout)
+
+    async def _within_deadline(self, ctx: RequestContext, scope: Scope, receive: Receive, sent: _Sent,
+                               seconds: float) -> None:
         try:
-            async with asyncio.timeout(self.timeout) as deadline:
+            async with asyncio.timeout(seconds) as deadline:
                 sent.deadline = deadline
                 await self._chain(ctx, scope, receive, sent)
         except TimeoutError:
             if sent.at:
                 raise
             raise GatewayError(504, f"No deployment of model {ctx.model!r} or its fallbacks answered within "
-                               f"router_settings.timeout ({self.timeout:g} s).", code="router_timeout") from None
+                               f"router_settings.timeout ({seconds:g} s).", code="router_timeout") from None
 
     async def _chain(self, ctx: RequestContext, scope: Scope, receive: Receive, sent: _Sent) -> None:
         group = ctx.model
