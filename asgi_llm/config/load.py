@@ -18,6 +18,7 @@ import msgspec
 import yaml
 
 from asgi_llm.config.litellm_keys import CHECKED
+from asgi_llm.config.providers import LOCAL, PROVIDERS, default_base
 from asgi_llm.config.schema import (
     Config,
     GeneralSettings,
@@ -34,7 +35,6 @@ __all__ = [
     "PROVIDERS", "Config", "ConfigError", "GeneralSettings", "LiteLLMParams", "LiteLLMSettings", "ModelEntry",
     "PromptSettings", "UpstreamSettings", "VirtualKey", "load_config", "parse_config", "check_keys",
 ]
-PROVIDERS = ("langfuse", "mock", "openai")  # langfuse/<model_name>: prompt from Langfuse, then <model_name>
 
 
 class ConfigError(Exception):
@@ -129,6 +129,9 @@ def _check(config: Config) -> None:
         base = entry.litellm_params.api_base
         if base is not None and not base.startswith(("http://", "https://")):
             raise ConfigError(f"`{where}.litellm_params.api_base`: must be an http(s) URL, got {base!r}")
+        if base is None and provider not in LOCAL and default_base(provider) is None:
+            raise ConfigError(f"`{where}.litellm_params.api_base`: {provider}/ deployments need one (no default "
+                              "for this provider)")
     names = {entry.model_name for entry in config.model_list}
     sections: dict[str, RouterSettings | LiteLLMSettings] = {
         "router_settings": config.router_settings, "litellm_settings": config.litellm_settings}

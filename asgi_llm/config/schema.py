@@ -21,6 +21,8 @@ class LiteLLMParams(msgspec.Struct, kw_only=True):
     model: str
     api_base: str | None = None
     api_key: str | None = None
+    api_version: str | None = None  # azure/: the API version (or "v1"); anthropic/: the anthropic-version header
+    azure_ad_token: str | None = None  # azure/: a bearer token instead of the api-key
     timeout: Positive | None = None
     stream_timeout: Positive | None = None
     max_retries: NonNegativeInt | None = None

@@ -140,7 +140,7 @@ class UpstreamApp:
                 raise failed.result()
             await send(message)
 
-        upload = asyncio.ensure_future(provider.upload(dep, dep.api_base + ctx.route.path, body, scope,
+        upload = asyncio.ensure_future(provider.upload(dep, provider.url(dep, ctx.route.path), body, scope,
                                                        after_upload, unless_failed))
         try:
             await asyncio.wait((upload, failed), return_when=asyncio.FIRST_COMPLETED)

@@ -19,7 +19,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import msgspec
@@ -44,7 +44,23 @@ STRIPPED_FIELDS = frozenset({
     "custom_llm_provider", "deployment_id", "proxy_server_request", "litellm_call_id", "litellm_logging_obj",
     "litellm_metadata", "secret_fields", "caching", "cache", "guardrails", "tags",
 })
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})  # 529: Anthropic's "overloaded"
+
+
+class StreamTranslator(Protocol):
+    """A provider's stream, as it arrives, into OpenAI's SSE chunks (bytes in, bytes out)."""
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class Translation(Protocol):
+    """How a provider's answers become OpenAI's shape (``None``: they already are)."""
+
+    def reply(self, data: bytes) -> bytes: ...
+
+    def stream(self) -> StreamTranslator: ...
 _encode = msgspec.json.Encoder().encode
 
 
@@ -137,7 +153,7 @@ class Forwarder:
 
     async def forward(self, dep: Deployment, url: str, body: bytes | AsyncIterator[bytes],
                       headers: dict[str, str], stream: bool, send: Send, trace: UpstreamTrace | None = None,
-                      retries: int | None = None) -> None:
+                      retries: int | None = None, translate: Translation | None = None) -> None:
         """Call the upstream (with ``retries``, else the deployment's) and relay its answer through ``send``;
         fill ``trace``."""
         more = dep.retries if retries is None else retries
@@ -162,7 +178,7 @@ class Forwarder:
                     resp.close()  # free the connection before waiting
                     await self.backoff(attempt, resp)
                     continue
-                await self.relay(resp, dep, stream, send, trace)
+                await self.relay(resp, dep, stream, send, trace, translate)
                 return
             except (TimeoutError, aiohttp.ClientError) as exc:
                 resp.close()
@@ -174,17 +190,23 @@ class Forwarder:
                 resp.release()
 
     async def relay(self, resp: aiohttp.ClientResponse, dep: Deployment, stream: bool, send: Send,
-                    trace: UpstreamTrace | None) -> None:
+                    trace: UpstreamTrace | None, translate: Translation | None = None) -> None:
         media = resp.content_type
         if stream and resp.status < 400 and media == "text/event-stream":
             await send({"type": "http.response.start", "status": resp.status,
                         "headers": response_headers(resp, None)})
             tap = trace.tap() if trace is not None else None
+            into = translate.stream() if translate is not None else None  # a provider's events, as OpenAI's
             async for chunk in resp.content.iter_any():
+                if into is not None and not (chunk := into.feed(chunk)):
+                    continue
                 if tap is not None and not (chunk := tap.feed(chunk)):
                     continue
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": tap.flush() if tap else b"", "more_body": False})
+            last = into.flush() if into is not None else b""
+            if tap is not None:
+                last = (tap.feed(last) if last else b"") + tap.flush()
+            await send({"type": "http.response.body", "body": last, "more_body": False})
             if trace is not None:
                 trace.done(None, time.perf_counter())
             return
@@ -198,12 +220,14 @@ class Forwarder:
             raise upstream_error(resp.status, data, dep, kept)
         elif media == "application/json":
             try:
+                if translate is not None:
+                    data = translate.reply(data)
                 usage = reply_usage(data)
                 if trace is not None and isinstance(usage, dict):
                     trace.usage = usage  # billed usage, so the logging layer need not parse the body again
-            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError, ValueError):
                 raise GatewayError(502, f"Upstream for model {dep.model_name!r} sent a reply that is not "
-                                   "valid JSON.", code="upstream_unusable_reply") from None
+                                   "valid JSON of its API's shape.", code="upstream_unusable_reply") from None
         await send({"type": "http.response.start", "status": resp.status,
                     "headers": response_headers(resp, len(data))})
         await send({"type": "http.response.body", "body": data})

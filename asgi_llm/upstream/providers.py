@@ -23,12 +23,13 @@ from typing import Any
 
 import msgspec
 
+from asgi_llm.config.providers import CATALOGUE
 from asgi_llm.request.context import RequestContext
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.request.http import header
 from asgi_llm.types import Receive, Scope, Send
 from asgi_llm.upstream import mock
-from asgi_llm.upstream.forward import Forwarder, request_headers
+from asgi_llm.upstream.forward import Forwarder, Translation, request_headers
 from asgi_llm.upstream.router import Deployment
 from asgi_llm.upstream.trace import UpstreamTrace
 from asgi_llm.upstream.usage_tap import traced_send
@@ -51,7 +52,7 @@ class UpstreamCall:
         self.scope = scope
         self.receive = receive  # only reports disconnects: the body came from the context
         self.trace = trace  # an observer's record of the upstream call, or None
-        self.url = dep.api_base + ctx.route.path
+        self.url = dep.api_base + ctx.route.path  # the provider's own form, once it is known (``Provider.url``)
         self.retries: int | None = None  # retries on this deployment; None: its own (the router retries elsewhere)
 
 
@@ -59,6 +60,10 @@ class Provider:
     """Answers a deployment's calls; ``uploads``: it can also take streamed multipart uploads."""
 
     uploads = False
+
+    def url(self, dep: Deployment, path: str) -> str:
+        """Where a call to ``path`` (``/chat/completions``...) goes for ``dep``."""
+        return dep.api_base + path
 
     async def answer(self, call: UpstreamCall, send: Send) -> None:
         """Answer ``call`` through ``send`` (OpenAI's shapes), or raise a ``GatewayError``."""
@@ -70,24 +75,34 @@ class Provider:
         raise NotImplementedError
 
 
-class OpenAIProvider(Provider):
-    """An OpenAI-compatible server: the body is forwarded as it is, the answer relayed as it comes."""
-
-    uploads = True
+class ForwardingProvider(Provider):
+    """A provider over HTTP: the shared pool, retries, and a client that leaves cancels the call."""
 
     def __init__(self, forwarder: Forwarder) -> None:
         self.forwarder = forwarder
 
-    async def answer(self, call: UpstreamCall, send: Send) -> None:
+    async def forward(self, call: UpstreamCall, body: bytes, headers: dict[str, str], send: Send,
+                      translate: Translation | None = None) -> None:
+        r"""Send ``body`` to ``call.url`` and relay the answer (``translate``\ d into OpenAI's shape)."""
         dep, trace = call.dep, call.trace
-        headers = request_headers(dep, call.scope["headers"], None)
         async with DisconnectWatch(call.receive) as watch:
-            await self.forwarder.forward(dep, call.url, _encode(call.body), headers, call.ctx.stream, send, trace,
-                                         call.retries)
+            await self.forwarder.forward(dep, call.url, body, headers, call.ctx.stream, send, trace, call.retries,
+                                         translate)
         if watch.gone:
             if trace is not None:
                 trace.client_gone = True
             log.info("client left; upstream call to %r cancelled", dep.model_name)
+
+
+class OpenAIProvider(ForwardingProvider):
+    """An OpenAI-compatible server (``openai/`` and the compatible prefixes): the body is forwarded as
+    it is, the answer relayed as it comes."""
+
+    uploads = True
+
+    async def answer(self, call: UpstreamCall, send: Send) -> None:
+        headers = request_headers(call.dep, call.scope["headers"], None)
+        await self.forward(call, _encode(call.body), headers, send)
 
     async def upload(self, dep: Deployment, url: str, body: AsyncIterator[bytes], scope: Scope, receive: Receive,
                      send: Send) -> None:
@@ -121,5 +136,11 @@ class PromptSourceProvider(Provider):
 
 
 def providers(forwarder: Forwarder) -> dict[str, Provider]:
-    """Every provider, by the prefix a deployment's ``model`` names it with."""
-    return {"openai": OpenAIProvider(forwarder), "mock": MockProvider(), "langfuse": PromptSourceProvider()}
+    """Every provider, by the prefix a deployment's ``model`` names it with (``config.providers``)."""
+    from asgi_llm.upstream.anthropic import AnthropicProvider
+    from asgi_llm.upstream.azure import AzureProvider
+
+    kinds: dict[str, Provider] = {"openai": OpenAIProvider(forwarder), "azure": AzureProvider(forwarder),
+                                  "anthropic": AnthropicProvider(forwarder), "mock": MockProvider(),
+                                  "langfuse": PromptSourceProvider()}
+    return {prefix: kinds[spec.kind] for prefix, spec in CATALOGUE.items()}

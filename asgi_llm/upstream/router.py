@@ -23,14 +23,13 @@ import time
 from collections.abc import Collection, Iterator
 
 from asgi_llm.config.load import Config, ModelEntry
+from asgi_llm.config.providers import default_base, default_key
 from asgi_llm.observe.cost import prices_of
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.shared.limits import deployment_id
 from asgi_llm.shared.redis_link import RedisLink
 from asgi_llm.upstream.cooldowns import Cooldowns
 from asgi_llm.upstream.scrub import Scrubber
-
-OPENAI_BASE = "https://api.openai.com/v1"
 
 
 def mask_key(key: str | None) -> str | None:
@@ -43,17 +42,19 @@ def mask_key(key: str | None) -> str | None:
 class Deployment:
     """One resolved ``model_list`` entry, ready to call."""
 
-    __slots__ = ("api_base", "api_key", "counter_id", "inflight", "label", "latency", "masked_key", "mock_response",
-                 "model", "model_info", "model_name", "prices", "prompt", "provider", "retries", "rpm", "scrubber",
-                 "stream_timeout", "timeout", "tpm", "used", "weight")
+    __slots__ = ("ad_token", "api_base", "api_key", "api_version", "counter_id", "inflight", "label", "latency",
+                 "masked_key", "mock_response", "model", "model_info", "model_name", "prices", "prompt", "provider",
+                 "retries", "rpm", "scrubber", "stream_timeout", "timeout", "tpm", "used", "weight")
 
     def __init__(self, entry: ModelEntry, config: Config) -> None:
         params = entry.litellm_params
         settings = config.litellm_settings
         self.model_name = entry.model_name
         self.provider, _, self.model = params.model.partition("/")
-        self.api_base = (params.api_base or OPENAI_BASE).rstrip("/")
-        self.api_key = params.api_key
+        self.api_base = (params.api_base or default_base(self.provider) or "").rstrip("/")
+        self.api_key = params.api_key or default_key(self.provider)
+        self.api_version = params.api_version
+        self.ad_token = params.azure_ad_token
         self.timeout = params.timeout or settings.request_timeout
         self.stream_timeout = params.stream_timeout or settings.stream_timeout or self.timeout
         default = config.router_settings.num_retries  # the router's default, over litellm_settings'
@@ -69,7 +70,7 @@ class Deployment:
         self.inflight = 0  # calls in flight in this worker (least-busy)
         self.latency = 0.0  # recent time to the first byte, seconds (latency-based); 0: never measured
         self.used = (0, 0)  # (minute, tokens) in this worker (usage-based)
-        self.scrubber = Scrubber([self.api_key])  # what an upstream's error text must not carry back
+        self.scrubber = Scrubber([self.api_key, self.ad_token])  # what an upstream's error text must not carry back
         prompt_keys = ("prompt_id", "prompt_variables", "prompt_label", "prompt_version", "langfuse_public_key",
                        "langfuse_secret_key", "langfuse_host")
         self.prompt = {k: getattr(params, k) for k in prompt_keys if getattr(params, k) is not None}

@@ -1,0 +1,122 @@
+"""``AnthropicStream``: Anthropic's Messages SSE events, as they arrive, into OpenAI chunks.
+
+``message_start`` gives the id, the model and the input usage (a first chunk carries
+the assistant role); ``content_block_start`` of a ``tool_use`` block opens a tool call
+(its id and name); ``content_block_delta`` carries text (``text_delta``) or a tool
+call's arguments (``input_json_delta``); ``message_delta`` carries ``stop_reason`` (the
+chunk with ``finish_reason``) and the output usage; ``message_stop`` ends the stream:
+the usage chunk when asked (``include_usage``), then ``data: [DONE]``. ``ping`` and
+block stops say nothing; an ``error`` event is raised as the started stream's error.
+Events are parsed as whole events whatever the byte boundaries (``SSEDecoder``), so
+any split of the same stream gives the same chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from asgi_llm.request.errors import GatewayError
+from asgi_llm.sse.codec import SSEDecoder
+
+STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+                "pause_turn": "stop", "refusal": "content_filter"}
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
+
+
+def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic's usage as OpenAI's: prompt tokens include the cache's, which are also shown apart."""
+    read = usage.get("cache_read_input_tokens") or 0
+    written = usage.get("cache_creation_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + read + written
+    completion = usage.get("output_tokens") or 0
+    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": prompt + completion}
+    if read or written:
+        out["prompt_tokens_details"] = {"cached_tokens": read}
+        out["cache_read_input_tokens"] = read
+        out["cache_creation_input_tokens"] = written
+    return out
+
+
+class AnthropicStream:
+    """See the module docstring. ``on_usage`` gets the final OpenAI usage (the trace's)."""
+
+    def __init__(self, model: str, include_usage: bool, on_usage: Any = None, created: int | None = None) -> None:
+        self.decoder = SSEDecoder()
+        self.model = model
+        self.include_usage = include_usage
+        self.on_usage = on_usage
+        self.created = created if created is not None else int(time.time())
+        self.id = "chatcmpl-anthropic"
+        self.usage: dict[str, Any] = {}
+        self.tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self.done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(self._event(payload) for _, payload in self.decoder.feed_pairs(chunk))
+
+    def flush(self) -> bytes:
+        out = b"".join(self._event(payload) for _, payload in self.decoder.feed_pairs(b"", last=True))
+        if not self.done:
+            raise GatewayError(502, f"Upstream for model {self.model!r} ended its stream before message_stop.",
+                               code="upstream_unavailable")
+        return out
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        event = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + _encode(event) + b"\n\n"
+
+    def _event(self, payload: bytes) -> bytes:
+        if not payload.startswith(b"{"):
+            return b""
+        event = _decode(payload)
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return self._chunk({"content": delta.get("text", "")})
+            if delta.get("type") == "input_json_delta" and event.get("index") in self.tools:
+                call = {"index": self.tools[event["index"]], "function": {"arguments": delta.get("partial_json", "")}}
+                return self._chunk({"tool_calls": [call]})
+            return b""
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self.id = message.get("id") or self.id
+            self.model = message.get("model") or self.model
+            self.usage.update(message.get("usage") or {})
+            return self._chunk({"role": "assistant", "content": ""})
+        if kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") != "tool_use":
+                return b""
+            index = self.tools[event.get("index", 0)] = len(self.tools)
+            call = {"index": index, "id": block.get("id"), "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""}}
+            return self._chunk({"tool_calls": [call]})
+        if kind == "message_delta":
+            self.usage.update(event.get("usage") or {})
+            reason = (event.get("delta") or {}).get("stop_reason")
+            return self._chunk({}, STOP_REASONS.get(reason, "stop") if reason else None)
+        if kind == "message_stop":
+            self.done = True
+            usage = openai_usage(self.usage)
+            if self.on_usage is not None:
+                self.on_usage(usage)
+            out = b""
+            if self.include_usage:
+                event = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                         "model": self.model, "choices": [], "usage": usage}
+                out = b"data: " + _encode(event) + b"\n\n"
+            return out + b"data: [DONE]\n\n"
+        if kind == "error":
+            error = event.get("error") or {}
+            status = 503 if error.get("type") == "overloaded_error" else 502
+            raise GatewayError(status, str(error.get("message") or "Anthropic stream error"),
+                               type=error.get("type") if isinstance(error.get("type"), str) else None,
+                               code=error.get("type"))
+        return b""  # ping, content_block_stop, anything new
