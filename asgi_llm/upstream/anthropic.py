@@ -194,6 +194,8 @@ class AnthropicProvider(ForwardingProvider):
         try:
             await self.forward(call, body, headers, send, _Translation(dep.model, include_usage, call.trace))
         except GatewayError as err:
+            if err.code is None:  # Anthropic names its errors by type only: OpenAI's shape has both
+                err.code = err.type
             if err.status == 529:  # overloaded: a status the router and clients retry
                 err.status, err.type = 503, "service_unavailable_error"
             raise
