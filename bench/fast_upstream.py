@@ -3,8 +3,10 @@
 A raw asyncio protocol on uvloop: HTTP/1.1 keep-alive, ``content-length`` request
 bodies only. Every POST gets a fixed ``chat.completion``; a body asking for
 ``"stream": true`` gets a fixed SSE stream of ``--chunks`` chunks, ending with a
-usage chunk when it asks for ``stream_options.include_usage``. It does the
-least work a server can so the benchmark measures the proxies, not the upstream.
+usage chunk when it asks for ``stream_options.include_usage``. ``POST /v1/messages``
+answers as Anthropic's Messages API (a message, or its event stream with as many text
+deltas). It does the least work a server can so the benchmark measures the proxies,
+not the upstream.
 """
 
 from __future__ import annotations
@@ -61,12 +63,39 @@ def _stream_body(chunks: int, usage: bool = False) -> bytes:
     return out + b"0\r\n\r\n"
 
 
+def _anthropic(chunks: int) -> tuple[bytes, bytes]:
+    """Anthropic's answer to a Messages call: the whole message, and its event stream (HTTP chunks)."""
+    def event(kind: str, data: dict[str, object]) -> bytes:
+        return b"event: %s\ndata: %s\n\n" % (kind.encode(), json.dumps(data, separators=(",", ":")).encode())
+
+    message = {"id": "msg_bench", "type": "message", "role": "assistant", "model": "bench-model",
+               "content": [{"type": "text", "text": "Hello from the fast upstream."}], "stop_reason": "end_turn",
+               "stop_sequence": None, "usage": {"input_tokens": 9, "output_tokens": 6}}
+    whole = json.dumps(message, separators=(",", ":")).encode()
+    parts = [event("message_start", {"type": "message_start", "message": {**message, "content": [],
+                                                                          "stop_reason": None}}),
+             event("content_block_start", {"type": "content_block_start", "index": 0,
+                                           "content_block": {"type": "text", "text": ""}})]
+    parts += [event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": f"word{i} "}})
+              for i in range(chunks)]
+    parts += [event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+              event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                      "usage": {"output_tokens": chunks * 2}}),
+              event("message_stop", {"type": "message_stop"})]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+    plain = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(whole), whole)
+    return plain, b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n" + body
+
+
 class _Protocol(asyncio.Protocol):
-    def __init__(self, plain: bytes, stream: bytes, usage_stream: bytes) -> None:
+    def __init__(self, plain: bytes, stream: bytes, usage_stream: bytes, anthropic: tuple[bytes, bytes]) -> None:
         self.buf = b""
         self.plain = plain
         self.stream = stream
         self.usage_stream = usage_stream
+        self.anthropic = anthropic
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -87,6 +116,9 @@ class _Protocol(asyncio.Protocol):
             body = self.buf[end + 4 : end + 4 + length]
             self.buf = self.buf[end + 4 + length :]
             compact = body.replace(b" ", b"")
+            if head.startswith(b"post /v1/messages"):
+                self.transport.write(self.anthropic[b'"stream":true' in compact])  # type: ignore[attr-defined]
+                continue
             if b'"stream":true' not in compact:
                 answer = self.plain
             else:
@@ -108,8 +140,9 @@ def main() -> None:
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Protocol(plain, stream, usage_stream), "127.0.0.1", args.port,
-                                          backlog=1024)
+        anthropic = _anthropic(args.chunks)
+        server = await loop.create_server(lambda: _Protocol(plain, stream, usage_stream, anthropic), "127.0.0.1",
+                                          args.port, backlog=1024)
         async with server:
             await server.serve_forever()
 

@@ -78,6 +78,9 @@ def gateway_configs(upstream: str, redis_port: int | None = None) -> dict[str, t
         "asgi-llm (success cb+metrics)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks."
                                                    "success_logger\ngeneral_settings:\n  metrics: true\n", ""),
         "asgi-llm (2 deployments+fallback)": (models_yaml(upstream, 2) + spare_yaml(upstream), ""),
+        "asgi-llm (anthropic translated)": ("model_list:\n  - model_name: bench-model\n    litellm_params: "
+                                            f"{{model: anthropic/bench-model, api_base: {upstream}, "
+                                            "api_key: sk-bench-anthropic}\n", ""),
         **(redis_configs(models, redis_port) if redis_port is not None else {}),
     }
 
