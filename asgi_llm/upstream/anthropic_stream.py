@@ -24,7 +24,29 @@ from asgi_llm.sse.codec import SSEDecoder
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                 "pause_turn": "stop", "refusal": "content_filter"}
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.decode
+_TEXT_END = b'},"finish_reason":null}]}\n\n'
+
+
+class _Delta(msgspec.Struct):
+    type: str = ""
+    text: str = ""
+    partial_json: str = ""
+    stop_reason: str | None = None
+
+
+class _Event(msgspec.Struct):
+    """The fields of an event this translation reads (others are skipped by the decoder, unparsed)."""
+
+    type: str = ""
+    index: int = 0
+    delta: _Delta | None = None
+    message: dict[str, Any] | None = None
+    content_block: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+_event = msgspec.json.Decoder(_Event).decode
 
 
 def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +77,7 @@ class AnthropicStream:
         self.usage: dict[str, Any] = {}
         self.tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
         self.done = False
+        self._text = self._prefix()  # a text delta's chunk is this, the text as JSON, then _TEXT_END
 
     def feed(self, chunk: bytes) -> bytes:
         return b"".join(self._event(payload) for _, payload in self.decoder.feed_pairs(chunk))
@@ -66,6 +89,10 @@ class AnthropicStream:
                                code="upstream_unavailable")
         return out
 
+    def _prefix(self) -> bytes:
+        head = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
+        return b"data: " + _encode(head)[:-1] + b',"choices":[{"index":0,"delta":{"content":'
+
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         event = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -74,33 +101,34 @@ class AnthropicStream:
     def _event(self, payload: bytes) -> bytes:
         if not payload.startswith(b"{"):
             return b""
-        event = _decode(payload)
-        kind = event.get("type")
-        if kind == "content_block_delta":
-            delta = event.get("delta") or {}
-            if delta.get("type") == "text_delta":
-                return self._chunk({"content": delta.get("text", "")})
-            if delta.get("type") == "input_json_delta" and event.get("index") in self.tools:
-                call = {"index": self.tools[event["index"]], "function": {"arguments": delta.get("partial_json", "")}}
+        event = _event(payload)
+        kind = event.type
+        delta = event.delta
+        if kind == "content_block_delta" and delta is not None:  # most events: one per token or so
+            if delta.type == "text_delta":
+                return self._text + _encode(delta.text) + _TEXT_END
+            if delta.type == "input_json_delta" and event.index in self.tools:
+                call = {"index": self.tools[event.index], "function": {"arguments": delta.partial_json}}
                 return self._chunk({"tool_calls": [call]})
             return b""
         if kind == "message_start":
-            message = event.get("message") or {}
+            message = event.message or {}
             self.id = message.get("id") or self.id
             self.model = message.get("model") or self.model
             self.usage.update(message.get("usage") or {})
+            self._text = self._prefix()
             return self._chunk({"role": "assistant", "content": ""})
         if kind == "content_block_start":
-            block = event.get("content_block") or {}
+            block = event.content_block or {}
             if block.get("type") != "tool_use":
                 return b""
-            index = self.tools[event.get("index", 0)] = len(self.tools)
+            index = self.tools[event.index] = len(self.tools)
             call = {"index": index, "id": block.get("id"), "type": "function",
                     "function": {"name": block.get("name"), "arguments": ""}}
             return self._chunk({"tool_calls": [call]})
         if kind == "message_delta":
-            self.usage.update(event.get("usage") or {})
-            reason = (event.get("delta") or {}).get("stop_reason")
+            self.usage.update(event.usage or {})
+            reason = delta.stop_reason if delta is not None else None
             return self._chunk({}, STOP_REASONS.get(reason, "stop") if reason else None)
         if kind == "message_stop":
             self.done = True
@@ -109,12 +137,12 @@ class AnthropicStream:
                 self.on_usage(usage)
             out = b""
             if self.include_usage:
-                event = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                final = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                          "model": self.model, "choices": [], "usage": usage}
-                out = b"data: " + _encode(event) + b"\n\n"
+                out = b"data: " + _encode(final) + b"\n\n"
             return out + b"data: [DONE]\n\n"
         if kind == "error":
-            error = event.get("error") or {}
+            error = event.error or {}
             status = 503 if error.get("type") == "overloaded_error" else 502
             raise GatewayError(status, str(error.get("message") or "Anthropic stream error"),
                                type=error.get("type") if isinstance(error.get("type"), str) else None,
