@@ -271,9 +271,11 @@ def test_an_anthropic_stream_stops_when_the_client_leaves(anthropic: tuple[FakeA
 
 
 @settings(max_examples=60, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=1, max_value=4000), max_size=30), tool=st.booleans())
-def test_anthropic_stream_translation_ignores_byte_boundaries(cuts: list[int], tool: bool) -> None:
-    raw = b"".join(stream_events("claude-x", tool, extra=3))
+@given(cuts=st.lists(st.integers(min_value=1, max_value=4000), max_size=30), tool=st.booleans(),
+       crlf=st.booleans())
+def test_anthropic_stream_translation_ignores_byte_boundaries(cuts: list[int], tool: bool, crlf: bool) -> None:
+    lf = b"".join(stream_events("claude-x", tool, extra=3))
+    raw = lf.replace(b"\n", b"\r\n") if crlf else lf  # CR line ends take the general decoder
 
     def translate(pieces: list[bytes]) -> bytes:
         stream = AnthropicStream("claude-x", include_usage=True, created=1)
@@ -281,4 +283,4 @@ def test_anthropic_stream_translation_ignores_byte_boundaries(cuts: list[int], t
 
     points = sorted({c % len(raw) for c in cuts})
     pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
-    assert translate(pieces) == translate([raw])
+    assert translate(pieces) == translate([lf])
