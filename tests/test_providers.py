@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asgi_llm import ConfigError, parse_config
+from asgi_llm import ConfigError, CustomLogger, UserAPIKeyAuth, parse_config
 from asgi_llm.upstream.anthropic_stream import AnthropicStream
 from asgi_llm.upstream.router import Router
 from tests.provider_servers import ANTHROPIC_KEY, AZURE_KEY, AZURE_TOKEN, FakeAnthropic, FakeAzure, stream_events
@@ -284,3 +284,35 @@ def test_anthropic_stream_translation_ignores_byte_boundaries(cuts: list[int], t
     points = sorted({c % len(raw) for c in cuts})
     pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
     assert translate(pieces) == translate([lf])
+
+
+class SeesOpenAI(CustomLogger):
+    """A post-call hook and a logging callback, as written for OpenAI's shapes."""
+
+    def __init__(self) -> None:
+        self.logged: list[dict[str, Any]] = []
+
+    async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: UserAPIKeyAuth,
+                                           response: Any) -> Any:
+        response.choices[0].message.content = response.choices[0].message.content.upper()
+        return response
+
+    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any,
+                                      end_time: Any) -> None:
+        self.logged.append({"usage": response_obj["usage"], "cost": kwargs["response_cost"]})
+
+
+def test_hooks_and_logging_see_openai_shapes_from_anthropic(anthropic: tuple[FakeAnthropic, str],
+                                                            gateway_factory: Callable[..., str], sdk: Any) -> None:
+    spy = SeesOpenAI()
+    config = anthropic_config(anthropic[1])
+    config["model_list"][0]["model_info"] = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}
+    c = client(gateway_factory(config, callbacks=[spy]), sdk)
+    answer = c.chat.completions.create(model="claude", messages=[{"role": "user", "content": "Hi"}])
+    assert answer.choices[0].message.content == "HELLO FROM CLAUDE"
+    list(c.chat.completions.create(model="claude", messages=[{"role": "user", "content": "Hi"}], stream=True))
+    deadline = time.monotonic() + 5
+    while len(spy.logged) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert spy.logged[0]["usage"]["total_tokens"] == 22 and spy.logged[0]["cost"] == pytest.approx(0.028)
+    assert spy.logged[1]["usage"]["total_tokens"] == 40  # the stream's, from its events, never shown to the client
