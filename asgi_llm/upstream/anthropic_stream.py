@@ -88,7 +88,10 @@ class AnthropicStream:
         if not self._general:
             buf = self._buf + chunk if self._buf else chunk
             if b"\r" not in buf:
-                *blocks, self._buf = buf.split(b"\n\n")
+                blocks = buf.split(b"\n\n")
+                self._buf = blocks.pop()
+                if len(blocks) == 1:  # the usual read: one event
+                    return self._block(blocks[0])
                 return b"".join([self._block(block) for block in blocks])
             self._general, chunk, self._buf = True, buf, b""
         return b"".join([self._event(payload) for _, payload in self.decoder.feed_pairs(chunk)])
