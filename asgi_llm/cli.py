@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -32,6 +33,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
     return parser.parse_args(argv)
+
+
+def raise_open_files() -> tuple[int, int]:
+    """Raise the soft limit on open files to the hard one (uvicorn does not): every open stream holds
+    two sockets, and the upstream pool is bounded by this limit. Returns (before, now)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft, soft
+        return soft, hard
+    return soft, soft
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("asgi_llm").warning(
             "config keys not supported by asgi-llm, ignored: %s", ", ".join(unsupported))
     os.environ[CONFIG_ENV] = config.path or os.path.abspath(args.config)
-    logging.getLogger("asgi_llm").info("serving %d model(s) on http://%s:%d",
-                                       len(config.model_list), args.host, args.port)
+    log = logging.getLogger("asgi_llm")
+    log.info("serving %d model(s) on http://%s:%d", len(config.model_list), args.host, args.port)
+    before, now = raise_open_files()  # workers inherit it
+    pool = config.general_settings.upstream
+    log.info("open files per worker: %d%s; upstream pool: %s", now, f" (raised from {before})" if now > before else "",
+             f"at most {pool.max_connections} connections, a call waits at most {pool.pool_timeout:g} s"
+             if pool.max_connections else "no cap but the open-files limit")
     shared = None
     if args.workers > 1 and config.general_settings.metrics and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         shared = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="asgi-llm-metrics-")

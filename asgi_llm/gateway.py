@@ -3,7 +3,7 @@
 This is the one module of ``asgi_llm`` allowed to import ``middlewares``. The
 order is a contract (request-side outer to inner, response-side inner to outer)::
 
-    MetricsEndpoint -> CallLogging -> Errors -> Ingest -> Auth -> EnforceUserParam -> CallHooks
+    MetricsEndpoint -> CallLogging -> Errors -> Ingest -> Admission -> Auth -> EnforceUserParam -> CallHooks
            -> PromptTemplating -> Moderation -> StreamHooks -> LimitsAndCache -> UpstreamApp (or Replay(app))
 
 ``LimitsAndCache`` is the innermost layer: the body it keys the cache by is the one the
@@ -48,6 +48,7 @@ from asgi_llm.shared.state import SharedState
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_llm.upstream.app import UpstreamApp
 from asgi_llm.upstream.router import Router
+from middlewares.admission import Admission
 from middlewares.auth import Auth
 from middlewares.call_hooks import CallHooks
 from middlewares.call_logging import CallLogging
@@ -85,7 +86,8 @@ class Gateway:
         self.router = router = Router(config, link=self.redis)  # cooldowns shared through Redis when there
         inner: ASGIApp
         if app is None:
-            self.upstream = UpstreamApp(router, settings=general.upstream, limits=limits, session=session)
+            self.upstream = UpstreamApp(router, settings=general.upstream, limits=limits, session=session,
+                                        metrics=self.metrics)
             inner, self.layers = self.upstream, ["UpstreamApp"]
         else:
             inner, self.layers = Replay(app, router=router), ["Replay"]
@@ -118,6 +120,10 @@ class Gateway:
         if general.master_key or config.keys:
             inner = Auth(inner, master_key=general.master_key, keys=config.keys)
             self.layers.insert(0, "Auth")
+        if general.max_open_streams is not None or general.max_event_loop_lag is not None:
+            inner = Admission(inner, max_open_streams=general.max_open_streams, max_lag=general.max_event_loop_lag,
+                              metrics=self.metrics)
+            self.layers.insert(0, "Admission")
         inner = Ingest(inner, limits=limits)  # the terminal app's too: one body deadline sweeper per loop
         self.app: ASGIApp = Errors(inner, callbacks=self.callbacks)
         self.layers[:0] = ["Errors", "Ingest"]

@@ -118,7 +118,8 @@ class RouterSettings(msgspec.Struct, kw_only=True):
 class UpstreamSettings(msgspec.Struct, kw_only=True):
     """Our own knobs for the shared upstream connection pool (not a LiteLLM section)."""
 
-    max_connections: NonNegativeInt = 1000  # 0: no cap (aiohttp's meaning)
+    max_connections: NonNegativeInt = 0  # 0: no cap but the open-files limit; a cap makes calls wait for a slot
+    pool_timeout: Positive = 30.0  # with a cap: the longest a call waits for a connection; then 503
     max_connections_per_host: NonNegativeInt = 0  # 0: no per-host cap below max_connections
     connect_timeout: Positive = 10.0
     keepalive_timeout: Positive = 30.0
@@ -152,6 +153,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     global_max_parallel_requests: PositiveInt | None = None  # LiteLLM's name for the same; the lower one holds
     rate_limit_fail: Literal["open", "closed"] = "open"  # limits when Redis fails: admit, or answer 503
     rate_limit_lease_ttl: Positive = 60.0  # a parallel-request lease not renewed for this long is freed
+    max_open_streams: PositiveInt | None = None  # streams open in one worker; past it new calls get 503
+    max_event_loop_lag: Positive | None = None  # seconds a worker's loop may lag; past it new calls get 503
     background_health_checks: bool = False  # probe every deployment every health_check_interval seconds
     health_check_interval: Positive = 300.0
 

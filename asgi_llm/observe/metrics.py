@@ -9,7 +9,9 @@ own time: the whole call minus the upstream part), ``time_to_first_token_seconds
 ``moderation_rejections_total{model}``, ``inflight_streams``,
 ``log_events_dropped_total``, and for shared state ``cache_requests_total{result}``
 (``hit``/``miss``/``bypass``), ``rate_limit_rejections_total{scope}``,
-``redis_errors_total{op}`` and ``redis_roundtrip_seconds{op}``.
+``redis_errors_total{op}`` and ``redis_roundtrip_seconds{op}``; the upstream pool's
+``upstream_pool_waits_total``, ``upstream_pool_timeouts_total`` and ``upstream_pool_waiting``;
+``shed_total{reason}`` (admission control).
 
 ``model`` is a configured model name or ``other``, so clients cannot grow the label
 set. A call's numbers are only noted when it ends (one tuple) and counted in batches
@@ -80,6 +82,14 @@ class GatewayMetrics:
         self.redis_errors = Counter("asgi_llm_redis_errors", "Redis faults by operation.", ["op"], registry=r)
         self.redis_roundtrip = Histogram("asgi_llm_redis_roundtrip_seconds", "One Redis round trip, by operation.",
                                          ["op"], buckets=OVERHEAD, registry=r)
+        self.pool_waits = Counter("asgi_llm_upstream_pool_waits", "Calls that waited for an upstream connection.",
+                                  registry=r)
+        self.pool_timeouts = Counter("asgi_llm_upstream_pool_timeouts", "Calls refused: no connection within "
+                                     "pool_timeout.", registry=r)
+        self.pool_waiting = Gauge("asgi_llm_upstream_pool_waiting", "Calls waiting for an upstream connection now.",
+                                  registry=r, multiprocess_mode="livesum")
+        self.shed = Counter("asgi_llm_shed", "Calls refused by admission control, by reason.", ["reason"],
+                            registry=r)
         self._pending: dict[tuple[Any, ...], Any] = {}
         self._calls: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._rows: dict[tuple[str | None, str, int], list[tuple[Any, ...]]] = {}  # noted per series, not counted
@@ -94,7 +104,7 @@ class GatewayMetrics:
         key = (id(metric), *labels)
         found = self._pending.get(key)
         if found is None:
-            found = self._pending[key] = Count(metric.labels(*labels))
+            found = self._pending[key] = Count(metric.labels(*labels) if labels else metric)
         return found
 
     def histogram(self, metric: Any, bounds: tuple[float, ...], *labels: str) -> HistogramAcc:

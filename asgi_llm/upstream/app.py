@@ -25,6 +25,7 @@ import msgspec
 
 from asgi_llm.config.load import UpstreamSettings
 from asgi_llm.hooks.llm_client import use_upstream
+from asgi_llm.observe.metrics import GatewayMetrics
 from asgi_llm.request.context import RequestContext, get_context, set_context
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.request.http import send_whole
@@ -49,10 +50,10 @@ class UpstreamApp:
 
     def __init__(self, router: Router, *, settings: UpstreamSettings | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY, session: aiohttp.ClientSession | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, metrics: GatewayMetrics | None = None) -> None:
         self.router = router
         self.limits = limits if limits is not None else Limits(max_body_bytes=max_body_bytes)
-        self.forwarder = Forwarder(settings or UpstreamSettings(), session)
+        self.forwarder = Forwarder(settings or UpstreamSettings(), session, metrics)
         self.providers = providers(self.forwarder)
         self.dispatcher = Dispatcher(router, self.providers, router.config, self.forwarder.pause)
         general = router.config.general_settings

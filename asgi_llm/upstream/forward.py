@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
 
 import aiohttp
@@ -26,9 +26,11 @@ import msgspec
 
 from asgi_llm.config.load import UpstreamSettings
 from asgi_llm.observe.cost import reply_usage
+from asgi_llm.observe.metrics import GatewayMetrics
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.types import Send
 from asgi_llm.upstream.errors import transport_error, upstream_error
+from asgi_llm.upstream.pool import PoolGate
 from asgi_llm.upstream.router import Deployment
 from asgi_llm.upstream.trace import UpstreamTrace
 
@@ -110,8 +112,12 @@ def _retry_after(resp: aiohttp.ClientResponse | None) -> float | None:
 class Forwarder:
     """Sends one request upstream and relays the answer; owns the shared session."""
 
-    def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession | None = None,
+                 metrics: GatewayMetrics | None = None) -> None:
         self.settings = settings
+        # a cap is ours, visible and bounded in time (PoolGate); aiohttp's own would queue calls silently
+        self.gate = PoolGate(settings.max_connections, settings.pool_timeout, metrics) if settings.max_connections \
+            else None
         self._session = session
         self._owns_session = session is None
         self._timeouts: dict[tuple[float, bool], aiohttp.ClientTimeout] = {}
@@ -120,7 +126,7 @@ class Forwarder:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:  # created lazily: a mounted app may never see a lifespan
             s = self.settings
-            connector = aiohttp.TCPConnector(limit=s.max_connections, limit_per_host=s.max_connections_per_host,
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=s.max_connections_per_host,
                                              keepalive_timeout=s.keepalive_timeout, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
                                                   skip_auto_headers=("User-Agent",))
@@ -151,11 +157,30 @@ class Forwarder:
             wait = self.settings.retry_backoff * (2**attempt) * (0.5 + random.random() / 2)
         await asyncio.sleep(min(max(wait, 0.0), self.settings.max_retry_wait))
 
-    async def forward(self, dep: Deployment, url: str, body: bytes | AsyncIterator[bytes],
-                      headers: dict[str, str], stream: bool, send: Send, trace: UpstreamTrace | None = None,
-                      retries: int | None = None, translate: Translation | None = None) -> None:
+    def forward(self, dep: Deployment, url: str, body: bytes | AsyncIterator[bytes],
+                headers: dict[str, str], stream: bool, send: Send, trace: UpstreamTrace | None = None,
+                retries: int | None = None, translate: Translation | None = None) -> Awaitable[None]:
         """Call the upstream (with ``retries``, else the deployment's) and relay its answer through ``send``;
-        fill ``trace``."""
+        fill ``trace``. With a pool cap, the call holds one slot of it throughout."""
+        call = self._attempts(dep, url, body, headers, stream, send, trace, retries, translate)
+        return call if self.gate is None else self._gated(call)
+
+    async def _gated(self, call: Awaitable[None]) -> None:
+        gate = self.gate
+        assert gate is not None
+        try:
+            await gate.acquire()
+        except BaseException:
+            call.close()  # type: ignore[attr-defined]  # never started: no "never awaited" warning
+            raise
+        try:
+            await call
+        finally:
+            gate.release()
+
+    async def _attempts(self, dep: Deployment, url: str, body: bytes | AsyncIterator[bytes],
+                        headers: dict[str, str], stream: bool, send: Send, trace: UpstreamTrace | None,
+                        retries: int | None, translate: Translation | None) -> None:
         more = dep.retries if retries is None else retries
         attempts = 1 + (more if isinstance(body, bytes) else 0)  # a streamed upload cannot be replayed
         timeout = self.timeout(dep, stream)
