@@ -30,6 +30,7 @@ bench: $(STAMP)
 		(apt-get update -qq && apt-get install -y -qq wrk valgrind redis-server) >/dev/null
 	$(PY) bench/run.py
 	$(PY) bench/instructions.py
+	$(PY) bench/streams.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

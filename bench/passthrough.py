@@ -28,7 +28,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                state["client"] = (aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
+                pool = int(os.environ.get("BENCH_POOL_LIMIT", "1000"))  # 0: no cap (the open-streams bench)
+                state["client"] = (aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool))
                                    if CLIENT == "aiohttp" else
                                    httpx.AsyncClient(limits=httpx.Limits(max_connections=1000), timeout=60))
                 await send({"type": "lifespan.startup.complete"})
