@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=30)
     parser.add_argument("--gap", type=float, default=0.1)
     parser.add_argument("--ramp", type=float, default=2.0)
+    parser.add_argument("--granian", action="store_true", help="also the gateway (default config) under granian")
     args = parser.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the client holds a socket per stream
@@ -170,6 +171,12 @@ def main() -> None:
             path = Path(tmp) / f"{len(targets)}.yaml"
             path.write_text(text)
             targets.append((name, [PY, "-m", "asgi_llm", "--config", str(path), "--log-level", "warning"], {}))
+        if args.granian:  # the same app, served by granian instead of uvicorn (httptools, uvloop)
+            path = Path(tmp) / "granian.yaml"
+            path.write_text(models)
+            granian = [str(Path(PY).parent / "granian"), "--interface", "asgi", "--loop", "uvloop", "--factory",
+                       "--no-log", "--backlog", "4096", "asgi_llm.gateway:app_from_env"]
+            targets.append(("asgi-llm (default, granian)", granian, {"ASGI_LLM_CONFIG": str(path)}))
         for name, cmd, env in targets:
             for n in counts:
                 port = free_port()

@@ -92,3 +92,37 @@ def test_the_readmes_ways_to_run_serve_requests(way: str, tmp_path: Path) -> Non
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert "Traceback" not in out, out
+
+
+def test_served_by_granian(tmp_path: Path) -> None:
+    """Another ASGI server: granian's ``receive()`` returns a plain awaitable, not a coroutine."""
+    import shutil
+    import socket
+
+    granian = shutil.which("granian", path=str(Path(sys.executable).parent))
+    assert granian is not None, "granian is a dev dependency"
+    config = tmp_path / "config.yaml"
+    config.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: mock/m}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([granian, "--interface", "asgi", "--factory", "--no-log", "--port", str(port),
+                             "asgi_llm.gateway:app_from_env"], env={**os.environ, "ASGI_LLM_CONFIG": str(config)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        answer = httpx.post(base, json=body, timeout=10)
+        assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"].endswith("hi")
+        streamed = httpx.post(base, json={**body, "stream": True}, timeout=10)
+        assert streamed.status_code == 200 and streamed.text.endswith("data: [DONE]\n\n")
+        assert httpx.post(base, json={"model": "nope", "messages": []}, timeout=10).status_code in (400, 404)
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Generator
-from typing import Any
+from collections.abc import Generator, Iterator
+from typing import Any, cast
 
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.types import Message, Receive
@@ -78,6 +78,8 @@ class BodyTimeout:
         waiting, and is taken as is (one step of its coroutine; no task lookup, no deadline).
         Only a read that has to wait gets a deadline, and is driven on from here."""
         coro = receive().__await__()
+        if not hasattr(coro, "send"):  # a server whose receive() is a plain awaitable, not a coroutine (granian)
+            coro = _delegate(coro)
         try:
             waiting_on = coro.send(None)
         except StopIteration as done:
@@ -127,3 +129,9 @@ class BodyTimeout:
                 del self._waiting[task]
                 self._expired.add(task)
                 task.cancel()
+
+
+def _delegate(steps: Iterator[Any]) -> Generator[Any, Any, Message]:
+    """An awaitable's iterator as a generator (``send``/``throw``), driven here like a coroutine."""
+    message: Message = yield from cast(Generator[Any, Any, Message], steps)
+    return message
