@@ -103,17 +103,32 @@ async def drive(port: int, streams: int, ramp: float) -> list[tuple[float, float
     return out
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (granian serves from a worker process of its own)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += tree(int(child))
+    return found
+
+
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    total = 0
+    for member in tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def tree_cpu(pid: int) -> float:
+    return sum(cpu_seconds(member) for member in tree(pid))
 
 
 def measure(port: int, pid: int, streams: int, ramp: float, events: int) -> dict[str, float]:
     import uvloop
 
-    base_rss, cpu = rss_kb(pid), cpu_seconds(pid)
+    base_rss, cpu = rss_kb(pid), tree_cpu(pid)
     peak = [base_rss]
 
     async def run() -> list[tuple[float, float, bool]]:
@@ -132,7 +147,7 @@ def measure(port: int, pid: int, streams: int, ramp: float, events: int) -> dict
     done = [r for r in results if r[2]]
     firsts = sorted(r[0] for r in done) or [float("nan")]
     gaps = sorted(r[1] for r in done) or [float("nan")]
-    used = cpu_seconds(pid) - cpu
+    used = tree_cpu(pid) - cpu
     return {"done": len(done), "ttfb50": statistics.median(firsts) * 1000,
             "ttfb99": firsts[int(len(firsts) * 0.99) - 1 if len(firsts) > 1 else 0] * 1000,
             "gap99": gaps[int(len(gaps) * 0.99) - 1 if len(gaps) > 1 else 0] * 1000,
