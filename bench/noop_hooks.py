@@ -62,3 +62,21 @@ class SuccessLogger(CustomLogger):
 
 
 success_logger = SuccessLogger()
+
+
+class FullStack(SuccessLogger):
+    """Every hook a no-op: pre-call, moderation, per-chunk streaming, and the success callback."""
+
+    async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: DualCache, data: dict[str, Any],
+                                  call_type: str) -> dict[str, Any]:
+        return data
+
+    async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: UserAPIKeyAuth,
+                                    call_type: str) -> None:
+        return None
+
+    async def async_post_call_streaming_hook(self, user_api_key_dict: UserAPIKeyAuth, response: str) -> None:
+        return None
+
+
+full_stack = FullStack()

@@ -78,6 +78,10 @@ def gateway_configs(upstream: str, redis_port: int | None = None) -> dict[str, t
         "asgi-llm (success cb+metrics)": (models + "litellm_settings:\n  callbacks: bench.noop_hooks."
                                                    "success_logger\ngeneral_settings:\n  metrics: true\n", ""),
         "asgi-llm (2 deployments+fallback)": (models_yaml(upstream, 2) + spare_yaml(upstream), ""),
+        "asgi-llm (full stack)": (models + "    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: "
+                                           "0.000002}\nlitellm_settings:\n  callbacks: bench.noop_hooks.full_stack\n"
+                                           "general_settings:\n  master_key: sk-bench\n  enforce_user_param: true\n"
+                                           "  metrics: true\n", ""),
         "asgi-llm (anthropic translated)": ("model_list:\n  - model_name: bench-model\n    litellm_params: "
                                             f"{{model: anthropic/bench-model, api_base: {upstream}, "
                                             "api_key: sk-bench-anthropic}\n", ""),
