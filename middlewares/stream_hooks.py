@@ -141,14 +141,8 @@ class StreamHooks:
             if payload[:1] not in (b"{", b"["):  # comments, keep-alives, anything not JSON
                 stream.out.append(raw)
                 continue
-            stream.text += raw_chunk_text(payload)
-            replaced = None
-            try:  # the hooks inline (not per_chunk_hooks): no coroutine of our own per event
-                for callback in self.per_chunk:
-                    result = await callback.async_post_call_streaming_hook(user_api_key_dict=auth,
-                                                                           response=stream.text)
-                    if result is not None:
-                        replaced = unwrap(result)
+            try:
+                replaced = await self.per_chunk_hooks(stream, raw_chunk_text(payload), auth)
             except Exception:
                 await stream.fail()
                 raise

@@ -46,10 +46,15 @@ def stamped(entry: bytes, now: float | None = None) -> bytes:
     return b"%013d" % int((time.time() if now is None else now) * 1000) + entry
 
 
+def stored_at(stored: bytes) -> float:
+    """When a stamped entry was stored, in seconds since the epoch (ValueError: not stamped)."""
+    return int(stored[:13]) / 1000
+
+
 def unpack(stored: bytes) -> tuple[float, Entry] | None:
     """(stored at, in seconds since the epoch; the entry), or None for bytes that are not an entry."""
     try:
-        return int(stored[:13]) / 1000, _unpack(stored[13:])
+        return stored_at(stored), _unpack(stored[13:])
     except (ValueError, msgspec.DecodeError):
         return None
 

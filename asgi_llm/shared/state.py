@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from asgi_llm.config.schema import CacheParams
 from asgi_llm.observe.metrics import GatewayMetrics
 from asgi_llm.request.errors import GatewayError
-from asgi_llm.shared.cache_entry import stamped
+from asgi_llm.shared.cache_entry import stamped, stored_at
 from asgi_llm.shared.limits import REQUESTS, Admission, Check, LimitTable, Plan
 from asgi_llm.shared.local_state import LocalState
 from asgi_llm.shared.local_store import LocalStore
@@ -49,7 +49,6 @@ class SharedState:
                  metrics: GatewayMetrics | None = None) -> None:
         self.table = table
         self.link = link
-        self.params = params
         self.metrics = metrics
         self.fail_closed = fail_closed
         self.redis = RedisState(link, lease_ttl) if link is not None else None
@@ -131,6 +130,6 @@ class SharedState:
 
 def _age(stored: bytes) -> float:
     try:
-        return time.time() - int(stored[:13]) / 1000
+        return time.time() - stored_at(stored)
     except ValueError:
         return float("inf")

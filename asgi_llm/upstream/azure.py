@@ -14,12 +14,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 
 import msgspec
 
 from asgi_llm.request.errors import GatewayError
-from asgi_llm.types import Receive, Scope, Send
+from asgi_llm.types import Scope, Send
 from asgi_llm.upstream.forward import request_headers
 from asgi_llm.upstream.providers import ForwardingProvider, UpstreamCall
 from asgi_llm.upstream.router import Deployment
@@ -40,8 +39,8 @@ class AzureProvider(ForwardingProvider):
             return f"{dep.api_base}/openai/v1{path}"
         return f"{dep.api_base}/openai/deployments/{dep.model}{path}?api-version={version}"
 
-    @staticmethod
-    def headers(dep: Deployment, scope: Scope, content_type: str | None) -> dict[str, str]:
+    def headers(self, dep: Deployment, scope: Scope, content_type: str | None) -> dict[str, str]:
+        """Azure's auth: ``api-key``, or an Entra ID token as the bearer token (uploads too)."""
         headers = request_headers(dep, scope["headers"], content_type)
         headers.pop("authorization", None)
         if dep.ad_token:
@@ -61,17 +60,6 @@ class AzureProvider(ForwardingProvider):
             if err.code == "content_filter" or "content management policy" in err.message:
                 raise content_policy(err) from None
             raise
-
-    async def upload(self, dep: Deployment, url: str, body: AsyncIterator[bytes], scope: Scope, receive: Receive,
-                     send: Send) -> None:
-        from asgi_llm.request.http import header
-        from asgi_llm.upstream.watch import DisconnectWatch
-
-        content_type = header(scope, b"content-type")
-        headers = self.headers(dep, scope, content_type.decode("latin-1") if content_type else None)
-        async with DisconnectWatch(receive):
-            await self.forwarder.forward(dep, url, body, headers, False, send)
-
 
 def content_policy(err: GatewayError) -> GatewayError:
     """Azure's content-filter refusal in OpenAI's shape."""

@@ -27,13 +27,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from asgi_llm.config.schema import Config
 from asgi_llm.request.context import RequestContext
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.types import Message, Receive, Scope, Send
-from asgi_llm.upstream.forward import RETRY_STATUSES, upstream_body
+from asgi_llm.upstream.forward import RETRY_STATUSES, retry_after, upstream_body
 from asgi_llm.upstream.providers import Provider, UpstreamCall
 from asgi_llm.upstream.router import Deployment, Router
 from asgi_llm.upstream.trace import get_trace
@@ -190,7 +189,7 @@ class Dispatcher:
             if budget is None:
                 budget = dep.retries  # the first deployment's: max_retries, else num_retries
             if attempt and failed and dep is failed[-1]:  # nowhere else to go: wait before the same one again
-                await self.backoff(attempt - 1, _retry_after(error))
+                await self.backoff(attempt - 1, retry_after(error.headers.get("retry-after") if error else None))
             dep.inflight += 1  # the router's load figure (least-busy)
             started = time.perf_counter() if self.timed else 0.0
             trace = get_trace(scope)
@@ -241,12 +240,4 @@ def _with_group(send: Send, group: str) -> Send:
         await send(message)
 
     return tagged
-
-
-def _retry_after(err: GatewayError | None) -> float | None:
-    value: Any = err.headers.get("retry-after") if err is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 

@@ -101,8 +101,8 @@ def response_headers(resp: aiohttp.ClientResponse, length: int | None) -> list[t
     return out
 
 
-def _retry_after(resp: aiohttp.ClientResponse | None) -> float | None:
-    value = resp.headers.get("retry-after") if resp is not None else None
+def retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` value in seconds, or None when absent or not a number."""
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -148,7 +148,7 @@ class Forwarder:
         return found
 
     async def backoff(self, attempt: int, resp: aiohttp.ClientResponse | None) -> None:
-        await self.pause(attempt, _retry_after(resp))
+        await self.pause(attempt, retry_after(resp.headers.get("retry-after") if resp is not None else None))
 
     async def pause(self, attempt: int, wait: float | None) -> None:
         """Wait before retrying the same upstream: ``wait`` (its Retry-After), else a doubling jittered

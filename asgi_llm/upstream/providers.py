@@ -81,6 +81,17 @@ class ForwardingProvider(Provider):
     def __init__(self, forwarder: Forwarder) -> None:
         self.forwarder = forwarder
 
+    def headers(self, dep: Deployment, scope: Scope, content_type: str | None) -> dict[str, str]:
+        """The request headers the upstream gets (the deployment's key as a bearer token)."""
+        return request_headers(dep, scope["headers"], content_type)
+
+    async def upload(self, dep: Deployment, url: str, body: AsyncIterator[bytes], scope: Scope, receive: Receive,
+                     send: Send) -> None:
+        content_type = header(scope, b"content-type")
+        headers = self.headers(dep, scope, content_type.decode("latin-1") if content_type else None)
+        async with DisconnectWatch(receive):
+            await self.forwarder.forward(dep, url, body, headers, False, send)
+
     async def forward(self, call: UpstreamCall, body: bytes, headers: dict[str, str], send: Send,
                       translate: Translation | None = None) -> None:
         r"""Send ``body`` to ``call.url`` and relay the answer (``translate``\ d into OpenAI's shape)."""
@@ -101,15 +112,7 @@ class OpenAIProvider(ForwardingProvider):
     uploads = True
 
     async def answer(self, call: UpstreamCall, send: Send) -> None:
-        headers = request_headers(call.dep, call.scope["headers"], None)
-        await self.forward(call, _encode(call.body), headers, send)
-
-    async def upload(self, dep: Deployment, url: str, body: AsyncIterator[bytes], scope: Scope, receive: Receive,
-                     send: Send) -> None:
-        content_type = header(scope, b"content-type")
-        headers = request_headers(dep, scope["headers"], content_type.decode("latin-1") if content_type else None)
-        async with DisconnectWatch(receive):
-            await self.forwarder.forward(dep, url, body, headers, False, send)
+        await self.forward(call, _encode(call.body), self.headers(call.dep, call.scope, None), send)
 
 
 class MockProvider(Provider):

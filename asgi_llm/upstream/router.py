@@ -155,11 +155,9 @@ class Router:
         minute = int(time.time() // 60)  # usage-based-routing
         return min(fresh, key=lambda d: (d.used[1] if d.used[0] == minute else 0) / (d.tpm or 1))
 
-    def begin(self, dep: Deployment) -> None:
-        dep.inflight += 1
-
     def end(self, dep: Deployment, latency: float | None, tokens: int | None) -> None:
-        """An attempt ended: ``latency`` to its first byte (None: it failed first), ``tokens`` it used."""
+        """An attempt (begun with ``dep.inflight += 1``) ended: ``latency`` to its first byte (None: it failed
+        first), ``tokens`` it used."""
         dep.inflight -= 1
         if latency is not None:
             dep.latency = latency if dep.latency == 0.0 else 0.7 * dep.latency + 0.3 * latency
