@@ -50,6 +50,7 @@ def redis_server(redis_session: RedisServer) -> RedisServer:
     else:
         redis_session.resume()
     redis_session.client.flushall()
+    redis_session.fresh_window()
     return redis_session
 
 

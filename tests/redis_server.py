@@ -51,6 +51,15 @@ class RedisServer:
             self.proc = None
         self.client.connection_pool.disconnect()
 
+    def fresh_window(self, margin: float = 8.0) -> None:
+        """Wait (at most ``margin`` seconds) until the limits' 60-second window, on the Redis clock, has
+        ``margin`` seconds left: a sequence that expects the Nth call refused must not straddle a
+        window's end, where every counter starts again."""
+        seconds, micros = self.client.time()
+        left = 60 - (seconds % 60 + micros / 1e6)
+        if left < margin:
+            time.sleep(left + 0.05)  # a clock's instant, not a condition polled: the window's end is known
+
     def pause(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)

@@ -61,6 +61,7 @@ def test_rpm_limit_is_exact_across_instances_and_workers(upstream: tuple[Recorde
                                                          instances: Any, tmp_path: Path) -> None:
     recorder, api_base = upstream
     urls = [s.url for s in instances(write_config(tmp_path, redis_server, api_base, {"rpm_limit": 20}))]
+    redis_server.fresh_window()  # the processes took a while to start
     body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "cache": {"no-cache": True}}
     answers = asyncio.run(spread(urls, 100, body))
     statuses = [r.status_code for r in answers]
@@ -191,6 +192,7 @@ def test_token_limit_is_exact_across_instances(upstream: tuple[Recorder, str], r
                                                instances: Any, tmp_path: Path) -> None:
     recorder, api_base = upstream
     urls = [s.url for s in instances(write_config(tmp_path, redis_server, api_base, {"tpm_limit": 200}))]
+    redis_server.fresh_window()
     body = {"model": "echo", "messages": [{"role": "user", "content": "t"}], "max_tokens": 10,
             "cache": {"no-cache": True, "no-store": True}}
     answers = asyncio.run(spread(urls, 60, body))
