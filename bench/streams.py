@@ -18,6 +18,7 @@ import asyncio
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -154,6 +155,15 @@ def measure(port: int, pid: int, streams: int, ramp: float, events: int) -> dict
             "kb": (peak[0] - base_rss) / streams, "us_event": used / max(1, len(done) * events) * 1e6}
 
 
+def profiler(pid: int, args: argparse.Namespace, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid`` (on the client's core, never stopping the server) for the run's length."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    seconds = max(1, int(args.ramp + args.events * args.gap))
+    return subprocess.Popen(["taskset", "-c", "1", str(Path(PY).parent / "py-spy"), "record", "--pid", str(pid),
+                             "--nonblocking", "--rate", "250", "--duration", str(seconds), "--format", "raw",
+                             "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", default="500,2000", help="comma-separated open-stream counts")
@@ -161,6 +171,8 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.1)
     parser.add_argument("--ramp", type=float, default=2.0)
     parser.add_argument("--granian", action="store_true", help="also the gateway (default config) under granian")
+    parser.add_argument("--profile", type=Path, help="py-spy each server while it is measured: folded stacks in "
+                        "this directory, and a summary printed (bench/profile.py's)")
     args = parser.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the client holds a socket per stream
@@ -197,8 +209,17 @@ def main() -> None:
                 port = free_port()
                 with ExitStack() as stack:
                     pid = stack.enter_context(server([*cmd, "--port", str(port)], port, "0", env))
+                    spy = profiler(pid, args, args.profile / f"{name}.{n}.folded") if args.profile else None
                     results.setdefault(name, {})[n] = measure(port, pid, n, args.ramp, args.events)
+                    if spy is not None:
+                        spy.wait(30)
     upstream.terminate()
+    if args.profile:
+        from bench.profile import report
+
+        for folded in sorted(args.profile.glob("*.folded")):
+            print(f"\n## {folded.stem}")
+            report(folded, 15)
     print(f"\nopen streams: {args.events} events {args.gap * 1000:.0f} ms apart, opened over {args.ramp:g} s; "
           "one worker on one core")
     print(f"{'server':<28}{'streams':>8}{'done':>7}{'TTFB p50':>10}{'p99':>9}{'gap p99':>9}{'KB/str':>8}"
