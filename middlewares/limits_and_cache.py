@@ -37,7 +37,7 @@ from asgi_llm.request.context import RequestContext, get_context
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.shared.cache_entry import Entry, pack, serve, stream_entry, unpack
 from asgi_llm.shared.cache_key import CacheControl, cache_control, cache_key, tenant_of
-from asgi_llm.shared.limits import PARALLEL, TOKENS, Admission, Check, Plan
+from asgi_llm.shared.limits import PARALLEL, TOKENS, Check, Plan, Verdict
 from asgi_llm.shared.state import SharedState
 from asgi_llm.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_llm.upstream.router import Router
@@ -66,7 +66,7 @@ class _Call:
     __slots__ = ("adm", "body", "capture", "headers", "key", "layer", "lease", "settled", "size", "status", "store",
                  "stream", "tokens", "trace", "ttl")
 
-    def __init__(self, layer: LimitsAndCache, adm: Admission | None, lease: str, key: str | None,
+    def __init__(self, layer: LimitsAndCache, adm: Verdict | None, lease: str, key: str | None,
                  store: bool, headers: list[tuple[bytes, bytes]], trace: UpstreamTrace | None,
                  ttl: float | None) -> None:
         self.layer = layer
@@ -175,7 +175,7 @@ class LimitsAndCache:
         stored_at = self._redis_key(key, control)
         found = await self.state.admit(plan, lease, stored_at if control is not None and control.read else None,
                                        control.max_age if control is not None else None)
-        adm = found.admission
+        adm = found.verdict
         if adm is not None and not adm.ok:
             self._reject(adm)
         if key is not None and not found.cache_up:
@@ -229,7 +229,7 @@ class LimitsAndCache:
         namespace = control.namespace if control is not None and control.namespace else self.namespace
         return f"{namespace}:{digest}"
 
-    def _reject(self, adm: Admission) -> None:
+    def _reject(self, adm: Verdict) -> None:
         failed = adm.failed
         assert failed is not None
         if self.metrics is not None:
@@ -241,7 +241,7 @@ class LimitsAndCache:
                            f"Retry after {wait} s.", code="rate_limit_exceeded", headers=headers)
 
     async def _serve_hit(self, ctx: RequestContext, entry: Entry, headers: list[tuple[bytes, bytes]],
-                         trace: UpstreamTrace | None, send: Send, adm: Admission | None, lease: str) -> None:
+                         trace: UpstreamTrace | None, send: Send, adm: Verdict | None, lease: str) -> None:
         if trace is not None:
             trace.cache_hit = True
         body = ctx.body or {}

@@ -1,4 +1,4 @@
-"""Rate limits: which counters a request touches (a ``Plan``) and what admitting it found (``Admission``).
+"""Rate limits: which counters a request touches (a ``Plan``) and what checking them found (``Verdict``).
 
 Every limit is a counter: requests (``r``) and tokens (``t``) per 60-second window,
 parallel requests (``p``) as leases. A request's plan holds the checks every call
@@ -57,7 +57,7 @@ class Plan:
 
 
 @dataclass(slots=True)
-class Admission:
+class Verdict:
     """What one atomic check found. ``taken``: the checks written (mandatory, then the chosen deployment's);
     on a refusal, the ones looked at before ``failed`` (nothing was written)."""
 

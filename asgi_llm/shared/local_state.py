@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from asgi_llm.shared.limits import PARALLEL, TOKENS, WINDOW, Admission, Check, Plan
+from asgi_llm.shared.limits import PARALLEL, TOKENS, WINDOW, Check, Plan, Verdict
 
 
 class LocalState:
@@ -20,7 +20,7 @@ class LocalState:
         self._counters: dict[str, tuple[int, int]] = {}  # key -> (window id, amount)
         self._leases: dict[str, set[str]] = {}
 
-    def admit(self, plan: Plan, lease: str, hit: bool) -> Admission:
+    def admit(self, plan: Plan, lease: str, hit: bool) -> Verdict:
         now = time.time()
         window = int(now // WINDOW)
         reset = (window + 1) * WINDOW - now
@@ -29,7 +29,7 @@ class LocalState:
                 others = [c for c in plan.mandatory if c is not check]
                 for other in others:  # looked at, for the answer's headers
                     other.used = self._used(other, window)
-                return Admission(False, reset, window, taken=others, failed=check)
+                return Verdict(False, reset, window, taken=others, failed=check)
         chosen: list[Check] = []
         dep = None
         if plan.candidates and not hit:
@@ -41,11 +41,11 @@ class LocalState:
                     break
                 failed = failed or bad
             if dep is None:
-                return Admission(False, reset, window, taken=list(plan.mandatory), failed=failed)
+                return Verdict(False, reset, window, taken=list(plan.mandatory), failed=failed)
         taken = [*plan.mandatory, *chosen]
         for check in taken:
             self._take(check, window, lease, hit)
-        return Admission(True, reset, window, chosen=dep, taken=taken)
+        return Verdict(True, reset, window, chosen=dep, taken=taken)
 
     def _used(self, check: Check, window: int) -> int:
         if check.kind == PARALLEL:

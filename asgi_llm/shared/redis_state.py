@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from asgi_llm.shared import lua
-from asgi_llm.shared.limits import PARALLEL, WINDOW, Admission, Check, Plan
+from asgi_llm.shared.limits import PARALLEL, WINDOW, Check, Plan, Verdict
 from asgi_llm.shared.redis_link import RedisDown, RedisLink
 
 _encode = msgspec.json.Encoder().encode  # a script's arguments as one JSON text: one argument to send
@@ -35,7 +35,7 @@ class RedisState:
         self._renewer: asyncio.Task[None] | None = None
 
     async def admit(self, plan: Plan, lease: str, cache_key: str | None, hit: bool,
-                    max_age: float | None = None) -> Admission:
+                    max_age: float | None = None) -> Verdict:
         """Check ``plan`` (and read ``cache_key``, no older than ``max_age`` seconds) in one step."""
         checks = plan.checks()
         keys: list[Any] = [c.key.encode() for c in checks]  # bytes: redis-py checks a str's type five times
@@ -55,7 +55,7 @@ class RedisState:
             failed.used = int(reply[5])
             for check, used in zip(plan.mandatory, reply[6:], strict=True):
                 check.used = int(used)
-            return Admission(False, reset, int(window), taken=[c for c in plan.mandatory if c is not failed],
+            return Verdict(False, reset, int(window), taken=[c for c in plan.mandatory if c is not failed],
                              failed=failed)
         taken = list(plan.mandatory)
         chosen = None
@@ -68,7 +68,7 @@ class RedisState:
         sets = [c.key for c in taken if c.kind == PARALLEL]
         if sets:
             self._hold(lease, sets)
-        return Admission(True, reset, int(window), chosen=chosen, cached=cached or None, taken=taken)
+        return Verdict(True, reset, int(window), chosen=chosen, cached=cached or None, taken=taken)
 
     async def settle(self, lease: str, window: int, changes: list[tuple[Check, int]],
                      store: tuple[str, bytes, int] | None) -> None:

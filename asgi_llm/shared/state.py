@@ -22,7 +22,7 @@ from asgi_llm.config.schema import CacheParams
 from asgi_llm.observe.metrics import GatewayMetrics
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.shared.cache_entry import stamped, stored_at
-from asgi_llm.shared.limits import REQUESTS, Admission, Check, LimitTable, Plan
+from asgi_llm.shared.limits import REQUESTS, Check, LimitTable, Plan, Verdict
 from asgi_llm.shared.local_state import LocalState
 from asgi_llm.shared.local_store import LocalStore
 from asgi_llm.shared.redis_link import RedisDown, RedisLink
@@ -33,10 +33,10 @@ REDIS_DEFAULT_TTL = 24 * 3600.0  # an answer with no TTL set is kept this long i
 
 @dataclass(slots=True)
 class Lookup:
-    """What ``admit`` found: the admission (None: admitted without limits), the stored entry, and
+    """What ``admit`` found: the limits' verdict (None: no limits to check), the stored entry, and
     whether the cache could be read at all."""
 
-    admission: Admission | None
+    verdict: Verdict | None
     stored: bytes | None
     cache_up: bool = True
 
@@ -83,18 +83,18 @@ class SharedState:
             stored = adm.cached
         return Lookup(adm if plan else None, stored)
 
-    def _known_full(self, plan: Plan) -> Admission | None:
+    def _known_full(self, plan: Plan) -> Verdict | None:
         now = time.monotonic()
         for check in plan.mandatory:
             until = self._full.get(check.key)
             if until is not None:
                 if until > now:
                     check.used = check.limit
-                    return Admission(False, until - now, failed=check)
+                    return Verdict(False, until - now, failed=check)
                 del self._full[check.key]
         return None
 
-    def _note(self, adm: Admission) -> Admission:
+    def _note(self, adm: Verdict) -> Verdict:
         """Remember a full request counter until its window ends."""
         failed = adm.failed
         if failed is not None and failed.kind == REQUESTS and failed.scope != "deployment":
@@ -103,7 +103,7 @@ class SharedState:
             self._full[failed.key] = time.monotonic() + adm.reset
         return adm
 
-    async def settle(self, lease: str, adm: Admission | None, changes: list[tuple[Check, int]],
+    async def settle(self, lease: str, adm: Verdict | None, changes: list[tuple[Check, int]],
                      store: tuple[str, bytes, float | None] | None) -> None:
         """Free the lease, correct tokens, store ``(key, packed entry, ttl)``; a Redis fault loses only
         this (leases then expire by themselves)."""
