@@ -123,8 +123,17 @@ def whole_events(chunk: bytes) -> list[tuple[bytes, bytes]] | None:
     read of an LLM stream), without event objects; None otherwise (use an ``SSEDecoder``)."""
     if not chunk.endswith(b"\n\n") or b"\r" in chunk:
         return None
+    parts = chunk.split(b"\n\n")
+    parts.pop()  # the empty rest after the last blank line
+    n = len(parts)
+    # Every event one "data: " line, checked by counting in C rather than per event: two LFs per
+    # event, and each after the first starts with "data: ". (An LF inside an event would need a third.)
+    if chunk.startswith(b"data: ") and chunk.count(b"\n") == 2 * n and chunk.count(b"\n\ndata: ") == n - 1:
+        if n == 1:  # one event per read: the usual read of a paced stream
+            return [(chunk, parts[0][6:])]
+        return [(part + b"\n\n", part[6:]) for part in parts]
     pairs = []
-    for part in chunk.split(b"\n\n")[:-1]:
+    for part in parts:
         raw = part + b"\n\n"
         data = _one_line_data(part)  # else comments, named or multi-line events: the full parse
         pairs.append((raw, data if data is not None else _event(part, raw).payload))
