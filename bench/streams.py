@@ -8,7 +8,10 @@ read to its end. Reported per server and N: streams completed, time to the first
 (p50/p99), the largest gap between two events of a stream (p99), the server's resident
 memory per open stream, and its CPU time per relayed event; then ratios against the
 passthrough. Servers: the minimal aiohttp passthrough (no pool cap), the gateway with its
-default config, and the gateway with a no-op per-chunk hook.
+default config, and the gateway with a no-op per-chunk hook; with ``--workers N`` also the
+gateway with N workers on every core (sharing core 1 with the client and the upstream), with
+``--granian`` the gateway served by granian. One run drifts by 10-25% in CPU per event on this
+shared machine, so every number is the median of ``--rounds`` interleaved rounds.
 """
 
 from __future__ import annotations
@@ -144,7 +147,10 @@ def measure(port: int, pid: int, streams: int, ramp: float, events: int) -> dict
         finally:
             sampler.cancel()
 
+    client = resource.getrusage(resource.RUSAGE_SELF)
     results = uvloop.run(run())
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = after.ru_utime + after.ru_stime - client.ru_utime - client.ru_stime
     done = [r for r in results if r[2]]
     firsts = sorted(r[0] for r in done) or [float("nan")]
     gaps = sorted(r[1] for r in done) or [float("nan")]
@@ -152,7 +158,8 @@ def measure(port: int, pid: int, streams: int, ramp: float, events: int) -> dict
     return {"done": len(done), "ttfb50": statistics.median(firsts) * 1000,
             "ttfb99": firsts[int(len(firsts) * 0.99) - 1 if len(firsts) > 1 else 0] * 1000,
             "gap99": gaps[int(len(gaps) * 0.99) - 1 if len(gaps) > 1 else 0] * 1000,
-            "kb": (peak[0] - base_rss) / streams, "us_event": used / max(1, len(done) * events) * 1e6}
+            "kb": (peak[0] - base_rss) / streams, "us_event": used / max(1, len(done) * events) * 1e6,
+            "client_s": client_cpu, "server_s": used}
 
 
 def profiler(pid: int, args: argparse.Namespace, out: Path) -> subprocess.Popen[bytes]:
@@ -171,6 +178,9 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.1)
     parser.add_argument("--ramp", type=float, default=2.0)
     parser.add_argument("--granian", action="store_true", help="also the gateway (default config) under granian")
+    parser.add_argument("--rounds", type=int, default=3, help="medians over this many interleaved rounds")
+    parser.add_argument("--workers", type=int, default=0, help="also the gateway (default config) with this many "
+                        "workers, on every core (the client shares one with them)")
     parser.add_argument("--profile", type=Path, help="py-spy each server while it is measured: folded stacks in "
                         "this directory, and a summary printed (bench/profile.py's)")
     args = parser.parse_args()
@@ -188,7 +198,6 @@ def main() -> None:
               f"api_base: http://127.0.0.1:{up}/v1, api_key: sk-bench}}\n")
     configs = {"asgi-llm (default)": models,
                "asgi-llm (per-chunk hook)": models + "litellm_settings:\n  callbacks: bench.noop_hooks.chunk_only\n"}
-    results: dict[str, dict[int, dict[str, float]]] = {}
     counts = [int(n) for n in args.streams.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         targets: list[tuple[str, list[str], dict[str, str]]] = [
@@ -204,15 +213,31 @@ def main() -> None:
             granian = [str(Path(PY).parent / "granian"), "--interface", "asgi", "--loop", "uvloop", "--factory",
                        "--no-log", "--backlog", "4096", "asgi_llm.gateway:app_from_env"]
             targets.append(("asgi-llm (default, granian)", granian, {"ASGI_LLM_CONFIG": str(path)}))
-        for name, cmd, env in targets:
-            for n in counts:
-                port = free_port()
-                with ExitStack() as stack:
-                    pid = stack.enter_context(server([*cmd, "--port", str(port)], port, "0", env))
-                    spy = profiler(pid, args, args.profile / f"{name}.{n}.folded") if args.profile else None
-                    results.setdefault(name, {})[n] = measure(port, pid, n, args.ramp, args.events)
-                    if spy is not None:
-                        spy.wait(30)
+        if args.workers:  # uvicorn's supervisor and N workers sharing one socket, every core allowed
+            path = Path(tmp) / "workers.yaml"
+            path.write_text(models)
+            targets.append((f"asgi-llm (default, {args.workers} workers)",
+                            [PY, "-m", "asgi_llm", "--config", str(path), "--log-level", "warning", "--workers",
+                             str(args.workers)], {}))
+        cores = ",".join(str(c) for c in range(os.cpu_count() or 1))
+        runs: dict[str, dict[int, list[dict[str, float]]]] = {}
+        # Rounds interleave the servers, so a slow spell of this shared machine hits them alike; a fresh
+        # process per measurement, so each starts from the same memory
+        for round_ in range(args.rounds):
+            for name, cmd, env in targets:
+                for n in counts:
+                    port = free_port()
+                    with ExitStack() as stack:
+                        core = cores if "workers)" in name else "0"
+                        pid = stack.enter_context(server([*cmd, "--port", str(port)], port, core, env))
+                        spy = (profiler(pid, args, args.profile / f"{name}.{n}.folded")
+                               if args.profile and round_ == 0 else None)
+                        runs.setdefault(name, {}).setdefault(n, []).append(measure(port, pid, n, args.ramp,
+                                                                                   args.events))
+                        if spy is not None:
+                            spy.wait(30)
+        results = {name: {n: {k: statistics.median(r[k] for r in measured) for k in measured[0]}
+                          for n, measured in rows.items()} for name, rows in runs.items()}
     upstream.terminate()
     if args.profile:
         from bench.profile import report
@@ -221,13 +246,14 @@ def main() -> None:
             print(f"\n## {folded.stem}")
             report(folded, 15)
     print(f"\nopen streams: {args.events} events {args.gap * 1000:.0f} ms apart, opened over {args.ramp:g} s; "
-          "one worker on one core")
+          f"one worker on one core unless named; medians of {args.rounds} rounds; CPU s: the server's, client: the "
+          "load generator's (on core 1, beside the upstream)")
     print(f"{'server':<28}{'streams':>8}{'done':>7}{'TTFB p50':>10}{'p99':>9}{'gap p99':>9}{'KB/str':>8}"
-          f"{'us/event':>10}")
+          f"{'us/event':>10}{'CPU s':>7}{'client':>8}")
     for name, rows in results.items():
         for n, r in rows.items():
             print(f"{name:<28}{n:>8}{r['done']:>7.0f}{r['ttfb50']:>8.1f}ms{r['ttfb99']:>7.0f}ms{r['gap99']:>7.0f}ms"
-                  f"{r['kb']:>8.1f}{r['us_event']:>10.1f}")
+                  f"{r['kb']:>8.1f}{r['us_event']:>10.1f}{r['server_s']:>7.1f}{r['client_s']:>8.1f}")
     floor = results["passthrough (aiohttp)"]
     print("\nagainst the passthrough (TTFB p50 ratio, streams completed, CPU per event ratio):")
     for name, rows in results.items():
