@@ -16,9 +16,9 @@ TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30
 
 
 @st.composite
-def events(draw: Any) -> tuple[str, str | None]:
+def events(draw: Any, eols: st.SearchStrategy[str] = EOLS) -> tuple[str, str | None]:
     """One event as text, and the data a reader must see (None: no data)."""
-    eol = draw(EOLS)
+    eol = draw(eols)
     kind = draw(st.sampled_from(["json", "multiline", "comment", "done", "named"]))
     if kind == "json":
         payload = {"choices": [{"delta": {"content": draw(TEXT)}}], "n": draw(st.integers())}
@@ -69,6 +69,18 @@ def test_whole_events_agrees_with_the_decoder(stream: list[tuple[str, str | None
         return
     assert pairs == [(e.raw, e.payload) for e in decoded]
     assert b"".join(r for r, _ in pairs) == chunk
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=st.lists(events(st.just("\n")), min_size=1, max_size=8))
+def test_whole_lf_reads_split_as_the_decoder_does(stream: list[tuple[str, str | None]]) -> None:
+    """Whole LF-only reads, the usual ones (all one-line ``data:`` events: counted in one pass;
+    any other event among them: split one by one), give the decoder's bytes and payloads."""
+    chunk = "".join(text for text, _ in stream).encode()
+    pairs = whole_events(chunk)
+    assert pairs is not None
+    assert pairs == [(e.raw, e.payload) for e in SSEDecoder().feed(chunk)]
+    assert [p.decode() for _, p in pairs] == [data or "" for _, data in stream]
 
 
 def test_json_is_parsed_once_and_shared() -> None:
