@@ -163,8 +163,10 @@ def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extr
             settle(pid)  # its own warm-up backlog must not count in its measurement either
     before = cpu_seconds(pid) if pid else 0.0
     commands = redis_commands(redis_port) if redis_port else 0
+    # wrk's own 2 s timeout counts as an error: the httpx passthrough's p99 at c=64 has come near it
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
-                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+                          "--timeout", "10s", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
     used = cpu_seconds(pid) - before if pid else 0.0
     commands = redis_commands(redis_port) - commands if redis_port else 0
     script.unlink()
