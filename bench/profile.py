@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import CHAT, PY, ROOT, free_port, gateway_configs, server
+from bench.run import PY, ROOT, free_port, gateway_configs, server, wrk_script
 
 LOADS = {"chat c=1": (1, False), "chat c=64": (64, False), "stream c=16": (16, True)}
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -95,11 +95,7 @@ def main() -> None:
     config.write_text(text)
     raw = args.raw or Path(tempfile.mkstemp(suffix=".folded")[1])
     conns, stream = LOADS[args.load]
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    body = CHAT % ((',"stream":true' if stream else "") + extra)
-    script.write_text(f'wrk.method = "POST"\nwrk.body = \'{body}\'\n'
-                      'wrk.headers["Content-Type"] = "application/json"\n'
-                      'wrk.headers["Authorization"] = "Bearer sk-bench"\n')
+    script = wrk_script(stream, extra)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
 
     def load(seconds: int) -> str:

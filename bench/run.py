@@ -148,13 +148,19 @@ def settle(pid: int, limit: float = 10.0) -> None:
         last = now
 
 
-def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extra: str = "",
-        warm: bool = True, redis_port: int | None = None) -> dict[str, float]:
+def wrk_script(stream: bool, extra: str = "") -> Path:
+    """A wrk Lua script (a temporary file) posting the bench's chat body with the bench's key."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     body = CHAT % ((',"stream":true' if stream else "") + extra)
     script.write_text(f'wrk.method = "POST"\nwrk.body = \'{body}\'\n'
                       'wrk.headers["Content-Type"] = "application/json"\n'
                       'wrk.headers["Authorization"] = "Bearer sk-bench"\n')
+    return script
+
+
+def wrk(port: int, conns: int, seconds: int, stream: bool, pid: int | None, extra: str = "",
+        warm: bool = True, redis_port: int | None = None) -> dict[str, float]:
+    script = wrk_script(stream, extra)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     if warm:  # connections, caches, lazy imports
         subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", "-d1s", "-s", str(script), url],
