@@ -4,6 +4,7 @@ recording OpenAI-compatible upstream, and raw TCP servers for broken replies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -212,6 +213,13 @@ class Recorder:
         elif model == "one-read":  # every event in one network write: the client's first read holds them all
             events = b"".join(chunk(model, word) for word in ("one ", "two ", "three")) + b"data: [DONE]\n\n"
             await send({"type": "http.response.body", "body": events, "more_body": True})
+        elif model == "stall-stream":  # two chunks, then silence until the gateway gives up on it
+            watcher = asyncio.ensure_future(self.watch(model, receive))
+            for word in ("Hello", " then"):
+                await send({"type": "http.response.body", "body": chunk(model, word), "more_body": True})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(watcher), 5)
+            return
         elif model == "cut-stream":
             cut = chunk(model, "one ") + b"data: {\"trunc"
             await send({"type": "http.response.body", "body": cut, "more_body": True})

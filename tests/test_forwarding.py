@@ -103,6 +103,38 @@ def test_timeout_gives_504(upstream: tuple[Recorder, str], gateway_factory: Call
     assert resp.status_code == 504 and error_of(resp)["type"] == "timeout_error"
 
 
+def test_a_stream_whose_upstream_falls_silent_ends_after_stream_timeout(
+        upstream: tuple[Recorder, str], gateway_factory: Callable[..., str]) -> None:
+    """``stream_timeout`` is the longest silence inside a stream: what came is served, then an SSE
+    error event and ``[DONE]``, and the upstream connection is closed."""
+    recorder, url = upstream
+    base = gateway_factory({"model_list": [deployment("stall-stream", url + "/v1", stream_timeout=0.4)]})
+    started = time.monotonic()
+    with httpx.stream("POST", base + "/v1/chat/completions", json={**CHAT, "model": "stall-stream", "stream": True},
+                      timeout=10) as resp:
+        text = "".join(resp.iter_text())
+    took = time.monotonic() - started
+    assert resp.status_code == 200 and 0.4 <= took < 3
+    events = [e.removeprefix("data: ") for e in text.split("\n\n") if e]
+    assert [json.loads(e)["choices"][0]["delta"]["content"] for e in events[:2]] == ["Hello", " then"]
+    error = json.loads(events[2])["error"]
+    assert error["type"] == "timeout_error" and error["code"] == "upstream_timeout" and events[3:] == ["[DONE]"]
+    deadline = time.monotonic() + 3
+    while "stall-stream" not in [m for m, _ in recorder.closed] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "stall-stream" in [m for m, _ in recorder.closed]  # the gateway hung up on it
+
+
+def test_a_stream_whose_upstream_never_answers_gets_504(upstream: tuple[Recorder, str],
+                                                         gateway_factory: Callable[..., str]) -> None:
+    _, url = upstream
+    base = gateway_factory({"model_list": [deployment("delay-3000", url + "/v1", stream_timeout=0.3)]})
+    started = time.monotonic()
+    resp = post(base, {**CHAT, "model": "delay-3000", "stream": True})
+    assert resp.status_code == 504 and error_of(resp)["code"] == "upstream_timeout"
+    assert time.monotonic() - started < 2
+
+
 def test_unreachable_upstream_gives_502(gateway_factory: Callable[..., str]) -> None:
     with RawServer(b"") as dead:
         port = dead.port  # a port that was ours and is now closed
