@@ -283,6 +283,10 @@ class FakeLangfuse:
         await send({"type": "http.response.body", "body": data})
 
 
+# long enough for the first calls of a test to be cache hits even on a loaded machine (0.5 s was not)
+LANGFUSE_TTL = 1.5
+
+
 @pytest.fixture
 def langfuse_gateway(upstream: tuple[Recorder, str]) -> Iterator[tuple[str, FakeLangfuse, Recorder]]:
     recorder, url = upstream
@@ -292,7 +296,7 @@ def langfuse_gateway(upstream: tuple[Recorder, str]) -> Iterator[tuple[str, Fake
             {"model_name": "my-langfuse-model", "litellm_params": {
                 "model": "langfuse/first", "prompt_id": "text-prompt", "langfuse_public_key": "pk-lf",
                 "langfuse_secret_key": "sk-lf", "langfuse_host": lf.url}},
-            *_models(url, "first", "second")], "prompts": {"langfuse_cache_ttl": 0.5}}
+            *_models(url, "first", "second")], "prompts": {"langfuse_cache_ttl": LANGFUSE_TTL}}
         with ServerThread(Gateway(parse_config(config))) as gw:
             yield gw.url + "/v1/chat/completions", fake, recorder
 
@@ -316,18 +320,22 @@ def test_langfuse_compiles_caches_and_refreshes(sdk: Sdk, langfuse_gateway: tupl
         httpx.post(chat, json={"model": "my-langfuse-model", "messages": HI}, timeout=10)
     assert len(fake.calls) == 2
     fake.prompts["text-prompt"]["prompt"] = "New text about {{ topic }}."
-    time.sleep(0.6)  # past the TTL: served stale once, refreshed in the background
+    time.sleep(LANGFUSE_TTL + 0.1)  # past the TTL: served stale once, refreshed in the background
     httpx.post(chat, json={"model": "my-langfuse-model", "messages": HI, "prompt_variables": {"topic": "x"}},
                timeout=10)
     assert recorder.requests[-1]["body"]["messages"][0]["content"] == "Write about x for {{ who }}."
     deadline = time.monotonic() + 3
-    while len(fake.calls) < 3 and time.monotonic() < deadline:
+    while True:  # the refresh lands in the background: the next calls get the new text
+        httpx.post(chat, json={"model": "my-langfuse-model", "messages": HI, "prompt_variables": {"topic": "x"}},
+                   timeout=10)
+        if recorder.requests[-1]["body"]["messages"][0]["content"] != "Write about x for {{ who }}." \
+                or time.monotonic() > deadline:
+            break
         time.sleep(0.02)
-    httpx.post(chat, json={"model": "my-langfuse-model", "messages": HI, "prompt_variables": {"topic": "x"}},
-               timeout=10)
     assert recorder.requests[-1]["body"]["messages"][0]["content"] == "New text about x."
+    assert len(fake.calls) == 3  # one refresh
     fake.failing = True
-    time.sleep(0.6)
+    time.sleep(LANGFUSE_TTL + 0.1)
     before = len(recorder.requests)
     resp = httpx.post(chat, json={"model": "my-langfuse-model", "messages": HI, "prompt_variables": {"topic": "y"}},
                       timeout=10)
