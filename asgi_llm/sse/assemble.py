@@ -65,13 +65,14 @@ _decode_one = msgspec.json.Decoder(Chunk).decode
 
 
 class _Choice:
-    __slots__ = ("content", "finish_reason", "refusal", "role", "tool_calls")
+    __slots__ = ("arguments", "content", "finish_reason", "refusal", "role", "tool_calls")
 
     def __init__(self) -> None:
         self.role: str | None = None
         self.content: list[str] = []
         self.refusal: list[str] = []
         self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.arguments: dict[int, list[str]] = {}  # each call's argument pieces, joined once at the end
         self.finish_reason: str | None = None
 
 
@@ -132,8 +133,8 @@ class StreamAssembler:
         if call.function is not None:
             if call.function.name:
                 merged["function"]["name"] = merged["function"]["name"] or call.function.name
-            if call.function.arguments is not None:
-                merged["function"]["arguments"] += call.function.arguments
+            if call.function.arguments is not None:  # pieces, not `+=`: a long argument would be copied per piece
+                choice.arguments.setdefault(index, []).append(call.function.arguments)
 
     def result(self) -> dict[str, Any]:
         choices = []
@@ -147,6 +148,8 @@ class StreamAssembler:
             if c.refusal:
                 message["refusal"] = "".join(c.refusal)
             if c.tool_calls:
+                for i, pieces in c.arguments.items():
+                    c.tool_calls[i]["function"]["arguments"] = "".join(pieces)
                 message["tool_calls"] = [c.tool_calls[i] for i in sorted(c.tool_calls)]
             choices.append({"index": index, "message": message, "finish_reason": c.finish_reason})
         kind = "text_completion" if self.text_completion else "chat.completion"
