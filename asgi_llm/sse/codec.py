@@ -158,7 +158,7 @@ def event_at(chunk: bytes, at: int) -> tuple[int, int, bytes] | None:
 class SSEDecoder:
     """Incremental SSE parser; see the module docstring."""
 
-    __slots__ = ("_buf", "_line_start", "_lines", "_scan")
+    __slots__ = ("_buf", "_lf", "_line_start", "_lines", "_more", "_scan")
 
     def __init__(self) -> None:
         self._reset()
@@ -168,6 +168,20 @@ class SSEDecoder:
         self._lines: list[bytes] = []  # complete lines of the event being read
         self._line_start = 0  # where the current line starts in _buf
         self._scan = 0  # where to look for the next line end
+        self._lf = False  # _buf came from the LF-only path: no CR in it, nothing scanned
+        self._more: list[bytes] = []  # reads after _buf that completed nothing (LF-only), joined once
+
+    def _holds(self, chunk: bytes) -> bool:
+        """Hold ``chunk`` when it only extends an unfinished LF-only event: a large event arriving in
+        many reads is then joined and split once, not once per read (which was quadratic in its size).
+        Streams with CR line ends still join per read: they are rare, and their events small."""
+        if not (self._lf and self._buf) or b"\r" in chunk or b"\n\n" in chunk:
+            return False
+        last = self._more[-1] if self._more else self._buf
+        if chunk[:1] == b"\n" and last[-1:] == b"\n":
+            return False  # the blank line straddles the two reads
+        self._more.append(chunk)
+        return True
 
     @property
     def pending(self) -> bool:
@@ -175,12 +189,19 @@ class SSEDecoder:
         return bool(self._buf)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        buf = self._buf + chunk if self._buf else chunk
+        if self._holds(chunk):
+            return []
+        if self._more:
+            buf = b"".join([self._buf, *self._more, chunk])
+            self._more = []
+        else:
+            buf = self._buf + chunk if self._buf else chunk
         if b"\r" not in buf:  # the usual stream: LF only, so events end exactly at "\n\n"
             *parts, rest = buf.split(b"\n\n")
             self._reset()
-            self._buf = rest
+            self._buf, self._lf = rest, True
             return [_event(part, part + b"\n\n") for part in parts]
+        self._lf = False
         events: list[SSEEvent] = []
         event_start = 0
         pos, line_start, lines = self._scan, self._line_start, self._lines
@@ -221,7 +242,7 @@ class SSEDecoder:
         """The unterminated rest of a stream, as one event (its raw bytes unchanged)."""
         if not self._buf:
             return []
-        rest = self._buf
+        rest = b"".join([self._buf, *self._more]) if self._more else self._buf
         lines = [*self._lines, *_EOL.split(rest[self._line_start:])]
         data, name = _parse(lines)
         self._reset()
