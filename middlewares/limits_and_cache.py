@@ -63,21 +63,21 @@ def estimate_tokens(ctx: RequestContext) -> int:
 class _Call:
     """One admitted call on its way through: the send wrapper and what is settled at the end."""
 
-    __slots__ = ("adm", "body", "capture", "headers", "key", "layer", "lease", "settled", "size", "status", "store",
-                 "stream", "tokens", "trace", "ttl")
+    __slots__ = ("body", "capture", "headers", "key", "layer", "lease", "settled", "size", "status", "store",
+                 "stream", "tokens", "trace", "ttl", "verdict")
 
-    def __init__(self, layer: LimitsAndCache, adm: Verdict | None, lease: str, key: str | None,
+    def __init__(self, layer: LimitsAndCache, verdict: Verdict | None, lease: str, key: str | None,
                  store: bool, headers: list[tuple[bytes, bytes]], trace: UpstreamTrace | None,
                  ttl: float | None) -> None:
         self.layer = layer
         self.ttl = ttl
-        self.adm = adm
+        self.verdict = verdict
         self.lease = lease
         self.key = key
         self.store = store
         self.headers = headers
         self.trace = trace
-        self.tokens = adm is not None and any(c.kind == TOKENS for c in adm.taken)
+        self.tokens = verdict is not None and any(c.kind == TOKENS for c in verdict.taken)
         self.capture = False  # keep the answer's bytes: to store it, or to read a JSON answer's usage
         self.size = 0
         self.body: list[bytes] = []
@@ -115,8 +115,8 @@ class _Call:
         good = ok and self.status == 200 and (self.trace is None or not self.trace.client_gone)
         raw = b"".join(self.body) if self.capture else b""
         changes: list[tuple[Check, int]] = []
-        if self.adm is not None:
-            for check in self.adm.taken:
+        if self.verdict is not None:
+            for check in self.verdict.taken:
                 if check.kind == PARALLEL:
                     changes.append((check, 0))
                 elif check.kind == TOKENS:
@@ -127,7 +127,7 @@ class _Call:
             found = stream_entry(raw) if self.stream else Entry(False, body=raw)
             if found is not None:
                 entry = (self.key, pack(found), self.ttl)
-        await self.layer.state.settle(self.lease, self.adm, changes, entry)
+        await self.layer.state.settle(self.lease, self.verdict, changes, entry)
 
     def used_tokens(self, raw: bytes) -> int | None:
         usage: Any = self.trace.usage if self.trace is not None else None
@@ -175,36 +175,36 @@ class LimitsAndCache:
         stored_at = self._redis_key(key, control)
         found = await self.state.admit(plan, lease, stored_at if control is not None and control.read else None,
                                        control.max_age if control is not None else None)
-        adm = found.verdict
-        if adm is not None and not adm.ok:
-            self._reject(adm)
+        verdict = found.verdict
+        if verdict is not None and not verdict.ok:
+            self._reject(verdict)
         if key is not None and not found.cache_up:
             result = "bypass"
-        headers = adm.headers() if adm is not None else []
+        headers = verdict.headers() if verdict is not None else []
         hit = unpack(found.stored) if found.stored is not None else None
         if result is not None:
             result = "hit" if hit is not None else result
             headers.append((b"x-asgi-llm-cache", result.encode()))
             if self.metrics is not None:
                 self.metrics.bump(self.metrics.cache_requests, result)
-        if adm is not None and adm.chosen is not None:
-            ctx.deployment = adm.chosen
+        if verdict is not None and verdict.chosen is not None:
+            ctx.deployment = verdict.chosen
         trace = get_trace(scope)
         if hit is not None:
             headers.append((b"x-litellm-cache-key", key.encode() if key else b""))
-            await self._serve_hit(ctx, hit[1], headers, trace, send, adm, lease)
+            await self._serve_hit(ctx, hit[1], headers, trace, send, verdict, lease)
             return
-        if adm is not None and any(c.kind == TOKENS for c in adm.taken):
+        if verdict is not None and any(c.kind == TOKENS for c in verdict.taken):
             if trace is None:  # the usage to correct the reservation with comes through a trace
                 trace = UpstreamTrace()
                 set_trace(scope, trace)
             trace.want_usage = True
         store = key is not None and control is not None and control.store and found.cache_up
-        if adm is None and not store and not headers:
+        if verdict is None and not store and not headers:
             await self.app(scope, receive, send)
             return
         ttl = control.ttl if control is not None and control.ttl is not None else self.ttl
-        call = _Call(self, adm, lease, stored_at if store else None, store, headers, trace, ttl)
+        call = _Call(self, verdict, lease, stored_at if store else None, store, headers, trace, ttl)
         try:
             await self.app(scope, receive, lambda m: call.send(m, send))
         finally:
@@ -229,36 +229,36 @@ class LimitsAndCache:
         namespace = control.namespace if control is not None and control.namespace else self.namespace
         return f"{namespace}:{digest}"
 
-    def _reject(self, adm: Verdict) -> None:
-        failed = adm.failed
+    def _reject(self, verdict: Verdict) -> None:
+        failed = verdict.failed
         assert failed is not None
         if self.metrics is not None:
             self.metrics.bump(self.metrics.rate_limit_rejections, failed.scope)
-        wait = adm.retry_after()
-        headers = {k.decode(): v.decode() for k, v in adm.headers()}
+        wait = verdict.retry_after()
+        headers = {k.decode(): v.decode() for k, v in verdict.headers()}
         headers["retry-after"] = str(wait)
         raise GatewayError(429, f"Rate limit reached: {failed.describe()}, {failed.used} used. "
                            f"Retry after {wait} s.", code="rate_limit_exceeded", headers=headers)
 
     async def _serve_hit(self, ctx: RequestContext, entry: Entry, headers: list[tuple[bytes, bytes]],
-                         trace: UpstreamTrace | None, send: Send, adm: Verdict | None, lease: str) -> None:
+                         trace: UpstreamTrace | None, send: Send, verdict: Verdict | None, lease: str) -> None:
         if trace is not None:
             trace.cache_hit = True
         body = ctx.body or {}
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        changes = [(c, 0) for c in adm.taken if c.kind == PARALLEL] if adm is not None else []
+        changes = [(c, 0) for c in verdict.taken if c.kind == PARALLEL] if verdict is not None else []
         settled = False
 
         async def settle_first(message: Message) -> None:  # the lease is free before the last byte
             nonlocal settled
             if message["type"] == "http.response.body" and not message.get("more_body", False) and not settled:
                 settled = True
-                await self.state.settle(lease, adm, changes, None)
+                await self.state.settle(lease, verdict, changes, None)
             await send(message)
 
         try:
             await serve(entry, ctx.stream, include_usage, headers, settle_first if changes else send)
         finally:
             if changes and not settled:
-                await asyncio.shield(asyncio.ensure_future(self.state.settle(lease, adm, changes, None)))
+                await asyncio.shield(asyncio.ensure_future(self.state.settle(lease, verdict, changes, None)))

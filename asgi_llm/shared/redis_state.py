@@ -56,7 +56,7 @@ class RedisState:
             for check, used in zip(plan.mandatory, reply[6:], strict=True):
                 check.used = int(used)
             return Verdict(False, reset, int(window), taken=[c for c in plan.mandatory if c is not failed],
-                             failed=failed)
+                           failed=failed)
         taken = list(plan.mandatory)
         chosen = None
         if index:

@@ -72,7 +72,7 @@ class SharedState:
         if self.redis is None or not (plan or redis_key):
             return Lookup(self._note(self.local.admit(plan, lease, stored is not None)) if plan else None, stored)
         try:
-            adm = self._note(await self.redis.admit(plan, lease, redis_key, stored is not None, max_age))
+            verdict = self._note(await self.redis.admit(plan, lease, redis_key, stored is not None, max_age))
         except RedisDown:
             if plan and self.fail_closed:
                 raise GatewayError(503, "Rate limits cannot be checked right now (the shared store is down); "
@@ -80,8 +80,8 @@ class SharedState:
                                    headers={"retry-after": "1"}) from None
             return Lookup(None, stored, cache_up=redis_key is None)
         if redis_key is not None:
-            stored = adm.cached
-        return Lookup(adm if plan else None, stored)
+            stored = verdict.cached
+        return Lookup(verdict if plan else None, stored)
 
     def _known_full(self, plan: Plan) -> Verdict | None:
         now = time.monotonic()
@@ -94,33 +94,33 @@ class SharedState:
                 del self._full[check.key]
         return None
 
-    def _note(self, adm: Verdict) -> Verdict:
+    def _note(self, verdict: Verdict) -> Verdict:
         """Remember a full request counter until its window ends."""
-        failed = adm.failed
+        failed = verdict.failed
         if failed is not None and failed.kind == REQUESTS and failed.scope != "deployment":
             if len(self._full) > 10_000:
                 self._full.clear()
-            self._full[failed.key] = time.monotonic() + adm.reset
-        return adm
+            self._full[failed.key] = time.monotonic() + verdict.reset
+        return verdict
 
-    async def settle(self, lease: str, adm: Verdict | None, changes: list[tuple[Check, int]],
+    async def settle(self, lease: str, verdict: Verdict | None, changes: list[tuple[Check, int]],
                      store: tuple[str, bytes, float | None] | None) -> None:
         """Free the lease, correct tokens, store ``(key, packed entry, ttl)``; a Redis fault loses only
         this (leases then expire by themselves)."""
         if store is not None and self.store is not None:
             self.store.set(store[0], stamped(store[1]), store[2])
             store = None
-        if adm is None:
+        if verdict is None:
             changes = []
         if self.redis is None:
-            if changes and adm is not None:
-                self.local.settle(lease, adm.window, changes)
+            if changes and verdict is not None:
+                self.local.settle(lease, verdict.window, changes)
             return
         if not changes and store is None:
             return
         ttl_ms = int((store[2] or REDIS_DEFAULT_TTL) * 1000) if store is not None else 0
         with contextlib.suppress(RedisDown):  # counted and logged by the link
-            await self.redis.settle(lease, adm.window if adm is not None else 0, changes,
+            await self.redis.settle(lease, verdict.window if verdict is not None else 0, changes,
                                     (store[0], store[1], ttl_ms) if store is not None else None)
 
     async def aclose(self) -> None:
