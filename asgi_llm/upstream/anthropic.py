@@ -182,9 +182,6 @@ class AnthropicProvider(ForwardingProvider):
         if ctx.route.path != "/chat/completions":
             raise GatewayError(400, f"The anthropic provider serves chat completions only, not {ctx.route.path}.",
                                code="unsupported_route")
-        call.url = self.url(dep, ctx.route.path)
-        if call.trace is not None:
-            call.trace.url = call.url
         headers = {"content-type": "application/json", "anthropic-version": dep.api_version or ANTHROPIC_VERSION}
         if dep.api_key:
             headers["x-api-key"] = dep.api_key

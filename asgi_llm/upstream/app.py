@@ -34,11 +34,10 @@ from asgi_llm.request.multipart import rest_of_body, sniff_model
 from asgi_llm.request.routes import HEALTH_PATHS, local_path, match_route
 from asgi_llm.types import Message, Receive, Scope, Send
 from asgi_llm.upstream.dispatch import Dispatcher
-from asgi_llm.upstream.forward import Forwarder, upstream_body
+from asgi_llm.upstream.forward import Forwarder
 from asgi_llm.upstream.health import Health
-from asgi_llm.upstream.providers import UpstreamCall, providers
+from asgi_llm.upstream.providers import providers
 from asgi_llm.upstream.router import Router
-from asgi_llm.upstream.trace import get_trace
 
 log = logging.getLogger("asgi_llm")
 _encode = msgspec.json.Encoder().encode
@@ -112,11 +111,8 @@ class UpstreamApp:
             await self.dispatcher.run(ctx, scope, receive, send)
             return
         dep = ctx.deployment or self.router.pick(ctx.model)  # a layer may have chosen (deployment limits)
-        ctx.consumed = True  # the body goes from the context; `receive` now only reports disconnects
-        call = UpstreamCall(dep, ctx, upstream_body(ctx.body, dep.model), scope, receive, get_trace(scope))
-        if call.trace is not None:  # an observer wants to know what happens upstream
-            call.trace.describe(dep, call.url, call.body, ctx)
-        await self.providers[dep.provider].answer(call, send)
+        provider = self.providers[dep.provider]
+        await provider.answer(provider.prepare(dep, ctx, scope, receive), send)
 
     async def forward_upload(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
         model, first, more = await sniff_model(scope, receive)

@@ -51,9 +51,6 @@ class AzureProvider(ForwardingProvider):
 
     async def answer(self, call: UpstreamCall, send: Send) -> None:
         dep = call.dep
-        call.url = self.url(dep, call.ctx.route.path)
-        if call.trace is not None:
-            call.trace.url = call.url
         try:
             await self.forward(call, _encode(call.body), self.headers(dep, call.scope, None), send)
         except GatewayError as err:
@@ -61,8 +58,8 @@ class AzureProvider(ForwardingProvider):
                 raise content_policy(err) from None
             raise
 
+
 def content_policy(err: GatewayError) -> GatewayError:
     """Azure's content-filter refusal in OpenAI's shape."""
-    found = GatewayError(err.status, err.message, param=err.param, code="content_policy_violation",
-                         type="invalid_request_error", headers=err.headers)
-    return found
+    return GatewayError(err.status, err.message, param=err.param, code="content_policy_violation",
+                        type="invalid_request_error", headers=err.headers)

@@ -32,10 +32,9 @@ from asgi_llm.config.schema import Config
 from asgi_llm.request.context import RequestContext
 from asgi_llm.request.errors import GatewayError
 from asgi_llm.types import Message, Receive, Scope, Send
-from asgi_llm.upstream.forward import RETRY_STATUSES, retry_after, upstream_body
-from asgi_llm.upstream.providers import Provider, UpstreamCall
+from asgi_llm.upstream.forward import RETRY_STATUSES, retry_after
+from asgi_llm.upstream.providers import Provider
 from asgi_llm.upstream.router import Deployment, Router
-from asgi_llm.upstream.trace import get_trace
 
 _CONTEXT = ("context_length_exceeded", "context window", "maximum context length", "too many tokens")
 _POLICY = ("content_policy_violation", "content_filter", "content management policy", "content policy")
@@ -99,7 +98,7 @@ class Dispatcher:
         self.timeout = router_settings.timeout
         self.timed = router.strategy == "latency-based-routing"  # only it needs each attempt's latency
         self.counted = router.strategy == "usage-based-routing"  # only it needs each call's tokens
-        self.several = {name for name in router.names if len(router.group(name)) > 1}
+        self.several = router.several
         self.groups = self.several | set(self.fallbacks) | set(self.context_fallbacks) | set(self.policy_fallbacks)
         self._polling = False
         self.everything = bool(self.default_fallbacks or self.timeout or "*" in self.fallbacks)
@@ -175,8 +174,6 @@ class Dispatcher:
                      first: Deployment | None) -> tuple[str, GatewayError | None]:
         """Attempts at one group: ``("ok", None)``, or how it failed and the error to report."""
         router = self.router
-        body = ctx.body
-        assert body is not None
         several = group in self.several
         failed: list[Deployment] = []
         attempt, budget = 0, None
@@ -192,14 +189,12 @@ class Dispatcher:
                 await self.backoff(attempt - 1, retry_after(error.headers.get("retry-after") if error else None))
             dep.inflight += 1  # the router's load figure (least-busy)
             started = time.perf_counter() if self.timed else 0.0
-            trace = get_trace(scope)
-            call = UpstreamCall(dep, ctx, upstream_body(body, dep.model), scope, receive, trace)
+            provider = self.providers[dep.provider]
+            call = provider.prepare(dep, ctx, scope, receive)
             call.retries = 0  # retries are this loop's, elsewhere first
-            if trace is not None:
-                trace.describe(dep, call.url, call.body, ctx)
+            trace = call.trace
             try:  # one attempt, inline: this is every call's path through a group of several
-                await self.providers[dep.provider].answer(call, sent if dep.model_name == ctx.model else
-                                                          _with_group(sent, dep.model_name))
+                await provider.answer(call, sent if dep.model_name == ctx.model else _with_group(sent, dep.model_name))
             except GatewayError as exc:
                 router.end(dep, None, None)
                 if sent.at:
@@ -220,9 +215,6 @@ class Dispatcher:
             except BaseException:
                 router.end(dep, None, None)
                 raise
-            if not (self.timed or self.counted):
-                dep.inflight -= 1
-                return "ok", None
             tokens = None
             if self.counted and trace is not None and isinstance(trace.usage, dict):
                 found = trace.usage.get("total_tokens")

@@ -59,7 +59,7 @@ class Health:
         found = await asyncio.gather(*(self.probe(d) for d in deployments))
         for dep, why in zip(deployments, found, strict=True):
             self.results[dep.counter_id] = why
-            if why is not None and len(self.router.group(dep.model_name)) > 1:
+            if why is not None and dep.model_name in self.router.several:
                 await self.router.cooldowns.failed(dep.counter_id, at_once=True)
         self.checked_at = time.time()
 

@@ -29,9 +29,9 @@ from asgi_llm.request.errors import GatewayError
 from asgi_llm.request.http import header
 from asgi_llm.types import Receive, Scope, Send
 from asgi_llm.upstream import mock
-from asgi_llm.upstream.forward import Forwarder, Translation, request_headers
+from asgi_llm.upstream.forward import Forwarder, Translation, request_headers, upstream_body
 from asgi_llm.upstream.router import Deployment
-from asgi_llm.upstream.trace import UpstreamTrace
+from asgi_llm.upstream.trace import UpstreamTrace, get_trace
 from asgi_llm.upstream.usage_tap import traced_send
 from asgi_llm.upstream.watch import DisconnectWatch
 
@@ -44,15 +44,15 @@ class UpstreamCall:
 
     __slots__ = ("body", "ctx", "dep", "receive", "retries", "scope", "trace", "url")
 
-    def __init__(self, dep: Deployment, ctx: RequestContext, body: dict[str, Any], scope: Scope, receive: Receive,
-                 trace: UpstreamTrace | None) -> None:
+    def __init__(self, dep: Deployment, ctx: RequestContext, body: dict[str, Any], url: str, scope: Scope,
+                 receive: Receive, trace: UpstreamTrace | None) -> None:
         self.dep = dep
         self.ctx = ctx
         self.body = body  # as the upstream gets it: gateway-only fields gone, `model` the deployment's
+        self.url = url  # in the provider's own form (``Provider.url``)
         self.scope = scope
         self.receive = receive  # only reports disconnects: the body came from the context
         self.trace = trace  # an observer's record of the upstream call, or None
-        self.url = dep.api_base + ctx.route.path  # the provider's own form, once it is known (``Provider.url``)
         self.retries: int | None = None  # retries on this deployment; None: its own (the router retries elsewhere)
 
 
@@ -64,6 +64,18 @@ class Provider:
     def url(self, dep: Deployment, path: str) -> str:
         """Where a call to ``path`` (``/chat/completions``...) goes for ``dep``."""
         return dep.api_base + path
+
+    def prepare(self, dep: Deployment, ctx: RequestContext, scope: Scope, receive: Receive) -> UpstreamCall:
+        """The call ``dep`` gets for this request: the body as the upstream takes it, at this provider's
+        URL. From here the body goes from the context (``receive`` only reports disconnects), and an
+        observer's trace is told what goes upstream."""
+        assert ctx.body is not None
+        ctx.consumed = True
+        call = UpstreamCall(dep, ctx, upstream_body(ctx.body, dep.model), self.url(dep, ctx.route.path), scope,
+                            receive, get_trace(scope))
+        if call.trace is not None:
+            call.trace.describe(dep, call.url, call.body, ctx)
+        return call
 
     async def answer(self, call: UpstreamCall, send: Send) -> None:
         """Answer ``call`` through ``send`` (OpenAI's shapes), or raise a ``GatewayError``."""

@@ -93,7 +93,9 @@ class Router:
         self.strategy = settings.routing_strategy.removesuffix("-v2")
         self.cooldowns = Cooldowns(settings.allowed_fails, settings.cooldown_time,
                                    enabled=not settings.disable_cooldowns, link=link)
-        self.cooldowns.watch(d.counter_id for deps in groups.values() if len(deps) > 1 for d in deps)
+        # groups of several: only they retry elsewhere and cool deployments down
+        self.several = frozenset(name for name, deps in groups.items() if len(deps) > 1)
+        self.cooldowns.watch(d.counter_id for name in self.several for d in groups[name])
         self._weights = {name: [float(d.weight or d.rpm or d.tpm or 0) for d in deps] for name, deps in groups.items()
                          if len(deps) > 1 and any(d.weight or d.rpm or d.tpm for d in deps)}
         self._single = {name: deps[0] for name, deps in groups.items() if len(deps) == 1}
