@@ -106,7 +106,7 @@ class RedisLink:
             else:
                 pipe = client.pipeline(transaction=False)
                 for _, source, keys, args, _ in batch:
-                    pipe.execute_command("EVALSHA", _sha(source), b"%d" % len(keys), *keys, *args)
+                    pipe.execute_command(*_evalsha_command(source, keys, args))
                 replies = await pipe.execute(raise_on_error=False)
                 for i, reply in enumerate(replies):
                     if isinstance(reply, NoScriptError):  # Redis restarted or flushed its scripts: load, send again
@@ -132,10 +132,10 @@ class RedisLink:
     async def _evalsha(self, client: aioredis.Redis, source: str, keys: list[Any], args: list[Any]) -> Any:
         command = client.execute_command
         try:
-            return await command("EVALSHA", _sha(source), b"%d" % len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            return await command(*_evalsha_command(source, keys, args))  # type: ignore[no-untyped-call]
         except NoScriptError:
             await client.script_load(source)
-            return await command("EVALSHA", _sha(source), b"%d" % len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            return await command(*_evalsha_command(source, keys, args))  # type: ignore[no-untyped-call]
 
     @property
     def up(self) -> bool:
@@ -175,6 +175,11 @@ class RedisLink:
 
 
 _SHAS: dict[str, bytes] = {}
+
+
+def _evalsha_command(source: str, keys: list[Any], args: list[Any]) -> tuple[Any, ...]:
+    """The ``EVALSHA`` command running ``source`` with ``keys`` and ``args``."""
+    return ("EVALSHA", _sha(source), b"%d" % len(keys), *keys, *args)
 
 
 def _sha(source: str) -> bytes:
