@@ -77,7 +77,7 @@ class _Call:
         self.store = store
         self.headers = headers
         self.trace = trace
-        self.tokens = verdict is not None and any(c.kind == TOKENS for c in verdict.taken)
+        self.tokens = verdict is not None and verdict.takes_tokens
         self.capture = False  # keep the answer's bytes: to store it, or to read a JSON answer's usage
         self.size = 0
         self.body: list[bytes] = []
@@ -194,7 +194,7 @@ class LimitsAndCache:
             headers.append((b"x-litellm-cache-key", key.encode() if key else b""))
             await self._serve_hit(ctx, hit[1], headers, trace, send, verdict, lease)
             return
-        if verdict is not None and any(c.kind == TOKENS for c in verdict.taken):
+        if verdict is not None and verdict.takes_tokens:
             if trace is None:  # the usage to correct the reservation with comes through a trace
                 trace = UpstreamTrace()
                 set_trace(scope, trace)

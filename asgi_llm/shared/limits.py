@@ -69,6 +69,11 @@ class Verdict:
     taken: list[Check] = field(default_factory=list)
     failed: Check | None = None
 
+    @property
+    def takes_tokens(self) -> bool:
+        """Whether a token limit was taken: its reservation is corrected to the real usage at the end."""
+        return any(c.kind == TOKENS for c in self.taken)
+
     def retry_after(self) -> int:
         """Whole seconds until the failing limit can admit: a window's end, or 1 for a parallel limit."""
         if self.failed is not None and self.failed.kind == PARALLEL:
