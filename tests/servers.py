@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -88,7 +89,23 @@ def chunk(model: str, content: str, usage: bool = False) -> bytes:
 STREAM_USAGE = {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
 
 
-class Recorder:
+class CountsActive:
+    """An upstream's requests being answered now (``active``) and the most at once (``most_active``)."""
+
+    active = 0
+    most_active = 0
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+
+class Recorder(CountsActive):
     """An OpenAI-compatible upstream that records what it got; behaviour by upstream model name.
 
     ``echo`` (default) answers with the last user message; ``slow`` waits 5 s;
@@ -108,8 +125,6 @@ class Recorder:
         self.closed: list[tuple[str, float]] = []
         self.fail_first = 2
         self.firehose_sent = 0
-        self.active = 0  # requests being answered now, and the most at once
-        self.most_active = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,12 +139,8 @@ class Recorder:
         self.requests.append({"path": scope["path"], "headers": headers, "raw": raw, "body": body})
         model = body.get("model", "echo") if isinstance(body, dict) else "upload"
         self.attempts[model] += 1
-        self.active += 1
-        self.most_active = max(self.most_active, self.active)
-        try:
+        with self.answering():
             await self.answer(scope, model, body, raw, receive, send)
-        finally:
-            self.active -= 1
 
     async def answer(self, scope: Scope, model: str, body: Any, raw: bytes, receive: Receive, send: Send) -> None:
         if scope["path"].endswith(("/images/generations", "/moderations", "/responses")):
@@ -325,7 +336,7 @@ class CLIServer:
             self.proc.kill()
 
 
-class Switchable:
+class Switchable(CountsActive):
     """An OpenAI-compatible upstream whose behaviour a test switches: ``ok`` (after ``delay``), ``status``
     (``status`` with the OpenAI error ``error``), ``hang``, ``cut`` (a stream that dies after one chunk).
     Answers say which server they came from; ``calls`` counts chat calls, ``probes`` GET /models."""
@@ -338,8 +349,6 @@ class Switchable:
         self.delay = 0.0
         self.calls = 0
         self.probes = 0
-        self.active = 0
-        self.most_active = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -354,12 +363,8 @@ class Switchable:
             return
         body = json.loads(raw)
         self.calls += 1
-        self.active += 1
-        self.most_active = max(self.most_active, self.active)
-        try:
+        with self.answering():
             await self.answer(body, send)
-        finally:
-            self.active -= 1
 
     async def answer(self, body: dict[str, Any], send: Send) -> None:
         if self.mode == "hang":
