@@ -117,13 +117,15 @@ class AnthropicStream:
                                code="upstream_unavailable")
         return out
 
+    def _head(self) -> dict[str, Any]:
+        """The fields every chunk of this stream starts with."""
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
+
     def _prefix(self) -> bytes:
-        head = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
-        return b"data: " + _encode(head)[:-1] + b',"choices":[{"index":0,"delta":{"content":'
+        return b"data: " + _encode(self._head())[:-1] + b',"choices":[{"index":0,"delta":{"content":'
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        event = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        event = {**self._head(), "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         return b"data: " + _encode(event) + b"\n\n"
 
     def _event(self, payload: bytes) -> bytes:
@@ -165,9 +167,7 @@ class AnthropicStream:
                 self.on_usage(usage)
             out = b""
             if self.include_usage:
-                final = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                         "model": self.model, "choices": [], "usage": usage}
-                out = b"data: " + _encode(final) + b"\n\n"
+                out = b"data: " + _encode({**self._head(), "choices": [], "usage": usage}) + b"\n\n"
             return out + b"data: [DONE]\n\n"
         if kind == "error":
             error = event.error or {}
