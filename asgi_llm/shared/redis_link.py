@@ -81,8 +81,8 @@ class RedisLink:
         """Run the Lua ``source`` with ``keys`` and ``args``, in this turn's pipeline; the future holds the
         reply or ``RedisDown``."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if time.monotonic() < self.down_until:
-            future.set_exception(RedisDown(f"Redis is down (retrying within {self.retry_interval:g} s)"))
+        if not self.up:
+            future.set_exception(self._down())
             return future
         if not self._batch:
             future.get_loop().call_soon(self._flush)
@@ -141,10 +141,14 @@ class RedisLink:
     def up(self) -> bool:
         return time.monotonic() >= self.down_until
 
+    def _down(self) -> RedisDown:
+        """What a call gets while Redis is marked down: no network wait."""
+        return RedisDown(f"Redis is down (retrying within {self.retry_interval:g} s)")
+
     async def run(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, one round trip, timed; a fault becomes ``RedisDown`` (see the module docstring)."""
-        if time.monotonic() < self.down_until:
-            raise RedisDown(f"Redis is down (retrying within {self.retry_interval:g} s)")
+        if not self.up:
+            raise self._down()
         start = time.perf_counter()
         self.round_trips += 1
         try:
